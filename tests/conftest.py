@@ -56,3 +56,27 @@ def aws_endpoints(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     for service in MOTO_SERVICES:
         monkeypatch.setenv(f"AWS_ENDPOINT_URL_{service}", moto_server)
     return moto_server
+
+
+@pytest.fixture
+def redshift_server(tmp_path: Path) -> Iterator[object]:
+    """The Redshift Data API emulator (a `local.redshift.server.ServerHandle`: .url, .port,
+    .store.engine) on a free loopback port over a fresh DuckDB file in tmp_path."""
+    from local.redshift.engine import Engine
+    from local.redshift.server import start_server
+
+    engine = Engine(tmp_path / "redshift.duckdb")
+    handle = start_server(engine)
+    try:
+        yield handle
+    finally:
+        handle.shutdown()
+        engine.close()
+
+
+@pytest.fixture
+def redshift_endpoint(redshift_server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """URL of the Data API emulator, exported as AWS_ENDPOINT_URL_REDSHIFT_DATA so that an unchanged
+    boto3.client("redshift-data") reaches it (use any WorkgroupName/ClusterIdentifier and Database)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_REDSHIFT_DATA", redshift_server.url)
+    return redshift_server.url
