@@ -1,0 +1,177 @@
+"""score_and_alert: score new stream transactions, fill the outbox, publish pending alerts to SNS.
+
+An alert leaves the outbox (`mark_alert_sent`) only after SNS accepted it, so failed publishes
+(throttling, per-entry failures, a crash) are retried by a later cycle: delivery is at-least-once and
+`act_on_alert` is idempotent per transaction id.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
+
+from fraud_common import queries
+from fraud_common.dataapi import DataApi
+from fraud_common.settings import IDENTIFIER, AlertSettings, SqlSettings
+
+logger = Logger(child=True)
+SNS_BATCH = 10  # PublishBatch accepts at most 10 entries
+# Message attributes for subscription filter policies: attribute -> (outbox column(s), SNS data type).
+ATTRIBUTES = {
+    "score": (("score",), "Number"),
+    "amount": (("tx_amount", "amount"), "Number"),
+    "customer_id": (("customer_id",), "Number"),
+    "terminal_id": (("terminal_id",), "Number"),
+    "transaction_id": (("transaction_id",), "Number"),
+    "model_version": (("model_version",), "String"),
+}
+
+
+@dataclass
+class CycleResult:
+    scored: int = 0
+    enqueued: int = 0
+    published: int = 0
+    failed: int = 0
+    model: str | None = None
+
+
+@dataclass
+class RunResult:
+    cycles: int = 0
+    totals: CycleResult = field(default_factory=CycleResult)
+
+
+def current_model(api: DataApi, sql: SqlSettings) -> dict[str, Any] | None:
+    """The promoted model (name, function), or None before the first promotion."""
+    rows = queries.run(api, "current_model", sql.placeholders()).rows
+    if not rows:
+        return None
+    model = rows[0]
+    for key in ("model_name", "function_name"):
+        if not IDENTIFIER.match(str(model.get(key) or "")):
+            raise ValueError(f"current_model returned an invalid {key}: {model.get(key)!r}")
+    return model
+
+
+def score(api: DataApi, sql: SqlSettings, threshold: float) -> tuple[int, int, str | None]:
+    """Score new transactions with the promoted model and enqueue alerts; (scored, enqueued, model)."""
+    model = current_model(api, sql)
+    if model is None:
+        logger.warning("no promoted model yet: scoring skipped, pending alerts still published")
+        return 0, 0, None
+    placeholders = {
+        **sql.placeholders(),
+        "MODEL_NAME": model["model_name"],
+        "MODEL_FUNCTION": model["function_name"],
+    }
+    scored = queries.run(api, "score_new_transactions", placeholders, {"threshold": threshold}).rows_affected
+    enqueued = queries.run(api, "enqueue_alerts", placeholders, {"threshold": threshold}).rows_affected
+    return max(scored, 0), max(enqueued, 0), model["model_name"]
+
+
+def publish_pending(api: DataApi, sns: Any, topic_arn: str, sql: SqlSettings, limit: int) -> tuple[int, int]:
+    """Publish the outbox's pending alerts in batches of ten; (published, failed)."""
+    pending = queries.run(api, "pending_alerts", sql.placeholders(), {"limit": limit}).rows
+    published = failed = 0
+    for start in range(0, len(pending), SNS_BATCH):
+        accepted, rejected = publish_batch(sns, topic_arn, pending[start : start + SNS_BATCH])
+        for transaction_id, message_id in accepted:
+            queries.run(
+                api,
+                "mark_alert_sent",
+                sql.placeholders(),
+                {"transaction_id": transaction_id, "message_id": message_id},
+            )
+        published += len(accepted)
+        failed += rejected
+    return published, failed
+
+
+def publish_batch(
+    sns: Any, topic_arn: str, alerts: Sequence[Mapping[str, Any]]
+) -> tuple[list[tuple[Any, str]], int]:
+    """One PublishBatch call. Returns the (transaction_id, message_id) SNS accepted and the failure count;
+    a failed call (throttling, network) counts every entry as failed and leaves them pending."""
+    published_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+    by_id = {f"tx-{alert['transaction_id']}": alert for alert in alerts}
+    entries = [
+        {
+            "Id": entry_id,
+            "Message": json.dumps({**alert, "published_at": published_at}, default=_json_default),
+            "MessageAttributes": message_attributes(alert),
+        }
+        for entry_id, alert in by_id.items()
+    ]
+    try:
+        response = sns.publish_batch(TopicArn=topic_arn, PublishBatchRequestEntries=entries)
+    except (ClientError, BotoCoreError) as exc:
+        logger.warning(
+            "SNS PublishBatch failed; alerts stay pending", extra={"error": str(exc), "count": len(entries)}
+        )
+        return [], len(entries)
+    for failure in response.get("Failed", []):
+        logger.warning(
+            "SNS rejected an alert; it stays pending",
+            extra={"entry": failure.get("Id"), "code": failure.get("Code"), "reason": failure.get("Message")},
+        )
+    accepted = [(by_id[ok["Id"]]["transaction_id"], ok["MessageId"]) for ok in response.get("Successful", [])]
+    return accepted, len(response.get("Failed", []))
+
+
+def message_attributes(alert: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    attributes = {}
+    for attribute, (columns, data_type) in ATTRIBUTES.items():
+        value = next((alert[c] for c in columns if alert.get(c) is not None), None)
+        if value is not None:
+            attributes[attribute] = {"DataType": data_type, "StringValue": str(value)}
+    return attributes
+
+
+def run_cycle(api: DataApi, sns: Any, alert: AlertSettings, sql: SqlSettings) -> CycleResult:
+    scored, enqueued, model = score(api, sql, alert.threshold)
+    published, failed = publish_pending(api, sns, alert.topic_arn, sql, alert.batch_limit)
+    return CycleResult(scored, enqueued, published, failed, model)
+
+
+def run(
+    api: DataApi,
+    alert: AlertSettings,
+    sql: SqlSettings,
+    remaining_ms: Callable[[], int],
+    sns: Any | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> RunResult:
+    """Cycle every poll interval until the next cycle could run into the Lambda's timeout."""
+    sns = sns or boto3.client("sns")
+    result = RunResult()
+    while True:
+        cycle = run_cycle(api, sns, alert, sql)
+        result.cycles += 1
+        totals = result.totals
+        totals.scored += cycle.scored
+        totals.enqueued += cycle.enqueued
+        totals.published += cycle.published
+        totals.failed += cycle.failed
+        totals.model = cycle.model or totals.model
+        logger.info("cycle done", extra={"cycle": result.cycles, **cycle.__dict__})
+        if remaining_ms() / 1000 - alert.poll_interval_s < alert.stop_margin_s:
+            return result
+        sleep(alert.poll_interval_s)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
