@@ -1,0 +1,382 @@
+"""`python -m local up`: the whole AWS side of the product on loopback, in one process.
+
+A moto server (Kinesis, S3, SNS, SQS, DynamoDB) and the Redshift emulator's Data API endpoint on
+free 127.0.0.1 ports; the resources template.yaml declares, with the same names; the SQL migrations
+applied by the `apply_sql` handler; and the scheduler that invokes the other handlers in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import threading
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from local.template import REPO, TEMPLATE, TemplateError
+
+DEFAULT_DATA_DIR = REPO / ".local-data"
+REGION = "us-east-1"
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+MOTO_SERVICES = ("KINESIS", "S3", "SNS", "SQS", "DYNAMODB")
+# Lambda-side switches: no X-Ray daemon locally; the rest comes from the template.
+LOCAL_FUNCTION_ENV = {"POWERTOOLS_TRACE_DISABLED": "true"}
+LOCK_FILE = "stack.pid"
+WAREHOUSE_FILE = "warehouse.duckdb"
+
+log = logging.getLogger(__name__)
+
+
+class StackError(Exception):
+    """A problem the user can fix, reported as one line."""
+
+
+@dataclass
+class StackOptions:
+    data_dir: Path = DEFAULT_DATA_DIR
+    moto_port: int = 0  # 0: a free port
+    redshift_port: int = 0
+    fresh: bool = False  # wipe a data directory left by an earlier run
+    template: Path = TEMPLATE
+    parameters: Mapping[str, Any] = field(default_factory=dict)  # template parameter overrides
+    env_overrides: Mapping[str, str] = field(default_factory=dict)  # function settings for this run
+    scheduler: bool = True
+    run_now: tuple[str, ...] = ()  # scheduled functions invoked at start
+    apply_migrations: bool = True
+
+
+class Stack:
+    """Start with `with Stack(options) as stack:`; `stack.exports()` gives the env vars to paste."""
+
+    def __init__(self, options: StackOptions | None = None) -> None:
+        self.options = options or StackOptions()
+        self.moto: Any = None
+        self.moto_url = ""
+        self.engine: Any = None
+        self.redshift: Any = None
+        self.template: Any = None
+        self.resources: Any = None
+        self.scheduler: Any = None
+        self.migrations_result: dict[str, Any] = {}
+        self._locked = False
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    def start(self) -> Stack:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        _require_dependencies()
+        opts = self.options
+        _check_port(opts.moto_port, "--moto-port")
+        _check_port(opts.redshift_port, "--redshift-port")
+        self._prepare_data_dir()
+        os.environ.update(FAKE_CREDENTIALS)
+        os.environ.pop("AWS_PROFILE", None)
+        self._start_moto()
+        self._start_redshift()
+        self._bootstrap()
+        if opts.apply_migrations:
+            self.migrations_result = self.apply_migrations()
+        if opts.scheduler:
+            self.start_scheduler(opts.run_now)
+
+    def start_scheduler(self, run_now: tuple[str, ...] = (), **kwargs: Any) -> Any:
+        from local.scheduler import Scheduler
+
+        self.scheduler = Scheduler(self.resources, region=REGION, run_now=run_now, **kwargs)
+        self.scheduler.start()
+        return self.scheduler
+
+    def stop(self) -> None:
+        """Stop in reverse order; safe to call twice and after a failed start."""
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
+        if self.redshift is not None:
+            self.redshift.shutdown()
+            self.redshift = None
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+        if self.moto is not None:
+            self.moto.stop()
+            self.moto = None
+        if self._locked:
+            (self.options.data_dir / LOCK_FILE).unlink(missing_ok=True)
+            self._locked = False
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- steps ----------------------------------------------------------------------------------------
+
+    def _prepare_data_dir(self) -> None:
+        data_dir = self.options.data_dir
+        lock = data_dir / LOCK_FILE
+        if lock.exists():
+            pid = _read_pid(lock)
+            if pid and _alive(pid) and pid != os.getpid():
+                raise StackError(f"data directory {data_dir} is in use by another local stack (pid {pid})")
+        if data_dir.exists() and any(data_dir.iterdir()):
+            if not self.options.fresh:
+                raise StackError(
+                    f"data directory {data_dir} holds an earlier run's warehouse, whose stream checkpoints "
+                    "point at streams that lived in memory and are gone; rerun with --fresh to wipe it "
+                    "(or choose another --data-dir)"
+                )
+            shutil.rmtree(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        lock.write_text(str(os.getpid()))
+        self._locked = True
+
+    def _start_moto(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log line per AWS call
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.options.moto_port, verbose=False)
+        self.moto.start()
+        host, port = self.moto.get_host_and_port()
+        self.moto_url = f"http://{host}:{port}"
+        for service in MOTO_SERVICES:
+            os.environ[f"AWS_ENDPOINT_URL_{service}"] = self.moto_url
+
+    def _start_redshift(self) -> None:
+        from local.redshift.engine import Engine
+        from local.redshift.server import start_server
+
+        self.engine = Engine(self.options.data_dir / WAREHOUSE_FILE)
+        try:
+            self.redshift = start_server(self.engine, "127.0.0.1", self.options.redshift_port)
+        except OSError as exc:
+            raise StackError(
+                f"cannot listen on 127.0.0.1:{self.options.redshift_port}: {exc.strerror}"
+            ) from exc
+        os.environ["AWS_ENDPOINT_URL_REDSHIFT_DATA"] = self.redshift.url
+
+    def _bootstrap(self) -> None:
+        from local.bootstrap import create_resources
+        from local.template import load_template
+
+        self.template = load_template(
+            self.options.template, region=REGION, overrides=self.options.parameters, moto_url=self.moto_url
+        )
+        self.resources = create_resources(self.template)
+        os.environ.update(self.function_environment())
+
+    def function_environment(self) -> dict[str, str]:
+        """The union of the functions' template environments (they run in this one process)."""
+        env: dict[str, str] = {}
+        for spec in self.resources.functions.values():
+            for key, value in spec.environment.items():
+                if key in env and env[key] != value and not key.startswith("POWERTOOLS_"):
+                    log.warning(
+                        "%s differs between functions (%r vs %r); using the first", key, env[key], value
+                    )
+                env.setdefault(key, value)
+        env.update(LOCAL_FUNCTION_ENV)
+        env.update(self.options.env_overrides)
+        return env
+
+    def function(self, dir_name: str) -> Any:
+        """The FunctionSpec whose code lives in functions/<dir_name>."""
+        for spec in self.resources.functions.values():
+            if spec.dir_name == dir_name:
+                return spec
+        raise StackError(f"template.yaml declares no function with code in functions/{dir_name}")
+
+    def invoke(self, dir_name: str, event: dict[str, Any]) -> Any:
+        from local.lambdas import invoke
+
+        stop = self.scheduler.stop_event if self.scheduler is not None else None
+        return invoke(self.function(dir_name), event, region=REGION, stop=stop)
+
+    def apply_migrations(self) -> dict[str, Any]:
+        """Run each custom resource of the template (apply_sql) as CloudFormation would on create.
+
+        The handler answers through the event's ResponseURL; locally that is a presigned PUT to the
+        stack's own bucket, read back here, so a FAILED migration stops the stack with its reason.
+        """
+        import boto3
+
+        from local.bootstrap import custom_resources
+        from local.scheduler import event_file
+
+        results = {}
+        for logical_id, function_name, properties in custom_resources(self.template):
+            spec = next((s for s in self.resources.functions.values() if s.name == function_name), None)
+            if spec is None:
+                raise StackError(f"custom resource {logical_id}: no function {function_name} in the template")
+            path = event_file(spec, ("create",))
+            event = json.loads(path.read_text()) if path else {}
+            bucket = next(iter(self.resources.buckets.values()), None)
+            if bucket is None:
+                raise StackError("the template declares no S3 bucket to receive custom resource responses")
+            s3 = boto3.client("s3")
+            key = f"cloudformation-responses/{logical_id}/{uuid.uuid4()}"
+            event.update(
+                {
+                    "RequestType": "Create",
+                    "ResponseURL": s3.generate_presigned_url(
+                        "put_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=3600
+                    ),
+                    "StackId": self.template.ref("AWS::StackId"),
+                    "RequestId": str(uuid.uuid4()),
+                    "LogicalResourceId": logical_id,
+                    "ResourceType": self.template.resources[logical_id]["Type"],
+                    "ResourceProperties": {
+                        **event.get("ResourceProperties", {}),
+                        **properties,
+                        "ServiceToken": self.template.arn("lambda", function_name),
+                    },
+                }
+            )
+            self.invoke(spec.dir_name, event)
+            try:
+                response = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            except s3.exceptions.NoSuchKey:
+                raise StackError(f"custom resource {logical_id}: {function_name} sent no response") from None
+            if response.get("Status") != "SUCCESS":
+                raise StackError(
+                    f"migrations failed ({logical_id}): {response.get('Reason', 'no reason given')}"
+                )
+            results[logical_id] = response
+        return results
+
+    def exports(self) -> dict[str, str]:
+        out = dict(FAKE_CREDENTIALS)
+        for service in MOTO_SERVICES:
+            out[f"AWS_ENDPOINT_URL_{service}"] = self.moto_url
+        out["AWS_ENDPOINT_URL_REDSHIFT_DATA"] = self.redshift.url
+        return out
+
+
+# -- checks -------------------------------------------------------------------------------------------
+
+
+def _require_dependencies() -> None:
+    for module in ("moto.server", "flask", "duckdb", "sqlglot", "cfnlint", "local.redshift.server"):
+        try:
+            __import__(module)
+        except ModuleNotFoundError as exc:
+            raise StackError(f"missing dependency '{exc.name}': run `make install`") from None
+
+
+def _check_port(port: int, option: str) -> None:
+    if not port:
+        return
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            reason = "already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise StackError(
+                f"port {port} on 127.0.0.1 is {reason} ({option}); choose another, or 0 for a free one"
+            ) from None
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# -- CLI ----------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="warehouse files (default .local-data)"
+    )
+    parser.add_argument("--fresh", action="store_true", help="wipe a data directory left by an earlier run")
+    parser.add_argument("--moto-port", type=int, default=0, help="moto server port (default: a free one)")
+    parser.add_argument("--redshift-port", type=int, default=0, help="Data API port (default: a free one)")
+    parser.add_argument("--no-scheduler", action="store_true", help="do not invoke the functions on schedule")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    options = StackOptions(
+        data_dir=args.data_dir,
+        moto_port=args.moto_port,
+        redshift_port=args.redshift_port,
+        fresh=args.fresh,
+        scheduler=not args.no_scheduler,
+    )
+    stack = Stack(options)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        stack.start()
+    except (StackError, TemplateError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # anything else during start-up still gets one line, not a traceback
+        print(f"error: the local stack failed to start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        print_banner(stack)
+        while not stop.wait(0.5):
+            pass
+        print("stopping the local stack...", flush=True)
+    finally:
+        stack.stop()
+    return 0
+
+
+def print_banner(stack: Stack) -> None:
+    lines = ["# the local stack is up; paste these into another shell:"]
+    lines += [f"export {k}={v}" for k, v in stack.exports().items()]
+    res = stack.resources
+    lines.append("# resources (names as in template.yaml):")
+    for label, values in (
+        ("streams", res.streams),
+        ("buckets", res.buckets),
+        ("topics", res.topics),
+        ("queues", res.queues),
+        ("tables", res.tables),
+    ):
+        lines.append(f"#   {label}: " + ", ".join(values.values()))
+    if stack.scheduler is not None:
+        for spec in res.functions.values():
+            jobs = [f"every {s.period_s:g}s" for s in spec.schedules] + (["SQS"] if spec.queue_arn else [])
+            if jobs:
+                lines.append(f"#   {spec.name}: " + ", ".join(jobs))
+    lines.append("# Ctrl-C stops it.")
+    print("\n".join(lines), flush=True)
