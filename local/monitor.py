@@ -1,0 +1,230 @@
+"""What the demo measures while the pipeline runs, and the rich live view of it.
+
+Three sources, each where the number is true:
+- the producer (`on_produced`): every transaction handed to Kinesis, its wall-clock timestamp and
+  its ground-truth label from the simulator;
+- the SQS event source (`on_alerts`): every alert at the moment the scheduler hands it to
+  `act_on_alert` (alert latency = that moment minus the producer timestamp);
+- the warehouse, polled through the Data API (`poll`): rows ingested by the streaming MV, scored,
+  in the outbox.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# One query per poll: how far ingestion, scoring and the outbox have come.
+PROGRESS_SQL = """
+SELECT (SELECT count(*) FROM cust_payment_tx_stream) AS ingested,
+       (SELECT max(produced_at) FROM cust_payment_tx_stream) AS newest_produced_at,
+       (SELECT count(*) FROM fraud_scores) AS scored,
+       (SELECT count(*) FROM fraud_alerts) AS alerts_enqueued,
+       (SELECT count(*) FROM fraud_alerts WHERE status = 'sent') AS alerts_sent
+"""
+
+
+@dataclass
+class AlertSeen:
+    transaction_id: int
+    consumed_ms: int
+    latency_ms: int | None
+    customer: str
+    amount: float | None
+    score: float | None
+    reasons: str
+    fraud: int | None  # ground truth, None if the transaction was not produced by this run
+
+
+@dataclass
+class Progress:
+    ingested: int = 0
+    scored: int = 0
+    alerts_enqueued: int = 0
+    alerts_sent: int = 0
+    ingestion_lag_s: float | None = None
+
+
+@dataclass
+class Monitor:
+    started: float = field(default_factory=time.monotonic)
+    produced: int = 0
+    frauds_produced: int = 0
+    produced_at: dict[int, int] = field(default_factory=dict)  # transaction id -> epoch ms
+    truth: dict[int, int] = field(default_factory=dict)  # transaction id -> TX_FRAUD
+    alerts: list[AlertSeen] = field(default_factory=list)  # every delivery, duplicates included
+    progress: Progress = field(default_factory=Progress)
+    history: list[tuple[float, int, int, int]] = field(
+        default_factory=list
+    )  # (t, produced, ingested, scored)
+    latest: deque[AlertSeen] = field(default_factory=lambda: deque(maxlen=8))
+    poll_errors: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- feeds ---------------------------------------------------------------------------------------
+
+    def on_produced(self, tx: Any, produced_at_ms: int) -> None:
+        with self._lock:
+            self.produced += 1
+            self.frauds_produced += tx.TX_FRAUD
+            self.produced_at[tx.TRANSACTION_ID] = produced_at_ms
+            self.truth[tx.TRANSACTION_ID] = tx.TX_FRAUD
+
+    def on_alerts(self, _spec: Any, records: list[dict[str, Any]]) -> None:
+        from fraud_common.actions import BadAlert, parse_alert
+
+        now_ms = time.time_ns() // 1_000_000
+        for record in records:
+            try:
+                alert = parse_alert(record["body"])
+            except BadAlert:
+                continue  # act_on_alert reports it; not an alert of ours
+            tx_id = alert["transaction_id"]
+            with self._lock:
+                produced = self.produced_at.get(tx_id)
+                seen = AlertSeen(
+                    transaction_id=tx_id,
+                    consumed_ms=now_ms,
+                    latency_ms=now_ms - produced if produced is not None else None,
+                    customer=str(
+                        alert.get("full_name") or alert.get("customer_name") or alert["customer_id"]
+                    ),
+                    amount=_float(alert.get("tx_amount", alert.get("amount"))),
+                    score=_float(alert.get("score")),
+                    reasons=str(alert.get("reasons") or ""),
+                    fraud=self.truth.get(tx_id),
+                )
+                self.alerts.append(seen)
+                self.latest.appendleft(seen)
+
+    def poll(self, api: Any) -> Progress:
+        """Read the warehouse's progress (one Data API statement)."""
+        try:
+            row = api.query(PROGRESS_SQL)[0]
+        except Exception:  # a busy warehouse must not stop the view; the next poll tries again
+            self.poll_errors += 1
+            return self.progress
+        newest = row.get("newest_produced_at")
+        lag = (time.time_ns() // 1_000_000 - int(newest)) / 1000 if newest is not None else None
+        progress = Progress(
+            ingested=int(row["ingested"]),
+            scored=int(row["scored"]),
+            alerts_enqueued=int(row["alerts_enqueued"]),
+            alerts_sent=int(row["alerts_sent"]),
+            ingestion_lag_s=lag,
+        )
+        with self._lock:
+            self.progress = progress
+            self.history.append(
+                (time.monotonic() - self.started, self.produced, progress.ingested, progress.scored)
+            )
+        return progress
+
+    # -- derived numbers -----------------------------------------------------------------------------
+
+    def first_deliveries(self) -> list[AlertSeen]:
+        """Each alerted transaction once (its first delivery): what latency and precision count."""
+        seen: dict[int, AlertSeen] = {}
+        with self._lock:
+            for alert in self.alerts:
+                seen.setdefault(alert.transaction_id, alert)
+        return list(seen.values())
+
+    def latency_percentiles(self) -> tuple[float | None, float | None]:
+        latencies = [a.latency_ms for a in self.first_deliveries() if a.latency_ms is not None]
+        if not latencies:
+            return None, None
+        p50, p99 = np.percentile(np.array(latencies, dtype=float), [50, 99])
+        return float(p50) / 1000, float(p99) / 1000
+
+    def precision_recall(self) -> tuple[float | None, float | None]:
+        """Alerts against the simulator's ground truth; frauds still in flight count as missed."""
+        alerted = [a for a in self.first_deliveries() if a.fraud is not None]
+        true_alerts = sum(a.fraud for a in alerted)
+        precision = true_alerts / len(alerted) if alerted else None
+        recall = true_alerts / self.frauds_produced if self.frauds_produced else None
+        return precision, recall
+
+    def rates(self, window_s: float = 5.0) -> tuple[float, float, float]:
+        """Produced, ingested, scored per second over the last few seconds."""
+        with self._lock:
+            if len(self.history) < 2:
+                return 0.0, 0.0, 0.0
+            last = self.history[-1]
+            first = next((h for h in self.history if h[0] >= last[0] - window_s), self.history[0])
+        span = last[0] - first[0]
+        if span <= 0:
+            return 0.0, 0.0, 0.0
+        return tuple((last[i] - first[i]) / span for i in (1, 2, 3))  # type: ignore[return-value]
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def render(monitor: Monitor, title: str, elapsed_s: float, total_s: float, phase: str) -> Any:
+    """The live view: throughput, lag, latency, quality, the latest alerts."""
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+
+    produced_s, ingested_s, scored_s = monitor.rates()
+    p50, p99 = monitor.latency_percentiles()
+    precision, recall = monitor.precision_recall()
+    prog = monitor.progress
+    numbers = Table.grid(padding=(0, 3))
+    for _ in range(4):
+        numbers.add_column(justify="right")
+    numbers.add_row("produced/s", f"{produced_s:,.0f}", "total produced", f"{monitor.produced:,}")
+    numbers.add_row("ingested/s", f"{ingested_s:,.0f}", "total ingested", f"{prog.ingested:,}")
+    numbers.add_row("scored/s", f"{scored_s:,.0f}", "total scored", f"{prog.scored:,}")
+    numbers.add_row(
+        "ingestion lag",
+        _seconds(prog.ingestion_lag_s),
+        "alerts (sent / consumed)",
+        f"{prog.alerts_sent:,} / {len(monitor.first_deliveries()):,}",
+    )
+    numbers.add_row("alert latency p50", _seconds(p50), "alert latency p99", _seconds(p99))
+    numbers.add_row(
+        "precision (live)",
+        _ratio(precision),
+        "recall (live)",
+        _ratio(recall) + f"  of {monitor.frauds_produced:,} frauds",
+    )
+    latest = Table(title="latest alerts", expand=True, title_justify="left")
+    for col, justify in (
+        ("tx", "right"),
+        ("customer", "left"),
+        ("amount", "right"),
+        ("score", "right"),
+        ("fraud?", "center"),
+        ("reasons", "left"),
+    ):
+        latest.add_column(col, justify=justify, overflow="fold" if col == "reasons" else "ellipsis")
+    for alert in list(monitor.latest):
+        latest.add_row(
+            str(alert.transaction_id),
+            alert.customer,
+            f"{alert.amount:,.2f}" if alert.amount is not None else "",
+            f"{alert.score:.3f}" if alert.score is not None else "",
+            {1: "[red]fraud[/]", 0: "genuine", None: "?"}[alert.fraud],
+            alert.reasons,
+        )
+    header = f"{phase}  {elapsed_s:5.0f}s / {total_s:.0f}s"
+    return Panel(Group(numbers, latest), title=title, subtitle=header)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
