@@ -2,34 +2,46 @@
 
 Public interface (used by the Data API server, the ML emulation, the stack and tests):
 
-    engine = Engine(path)                        # opens/creates the DuckDB file
-    result = engine.execute(sql, {"name": "v"})  # one statement; :name parameters bound
+    engine = Engine(path, auto_refresh_interval=1.0)  # opens/creates the DuckDB file
+    result = engine.execute(sql, {"name": "v"})       # one statement (or a script); :name bound
     results = engine.execute_batch([sql1, sql2], params)  # all or nothing, one transaction
+    engine.set_clock(datetime(2018, 10, 1, 12))       # GETDATE()/SYSDATE for replays; None = wall clock
+    engine.refresh("mv_name")                         # REFRESH MATERIALIZED VIEW from Python
+    engine.connection()                               # this thread's DuckDB connection (set up)
     engine.close()
 
-Errors are raised as `RedshiftError` with Redshift-like message text and a SQLSTATE code.
-This skeleton passes SQL through sqlglot's Redshift->DuckDB transpiler; the full emulator
-(streaming MVs, COPY, system views, Redshift semantics) grows from here.
+Statements are translated by `local.redshift.translate` (sqlglot) or handled by the emulator:
+CREATE EXTERNAL SCHEMA, materialized views (`local.redshift.streaming`), COPY (`local.redshift.copy`),
+SET/RESET emulator_clock, transaction control, and CREATE/SHOW/DROP MODEL (the `local.redshift.ml`
+plugin, when installed). Errors are `RedshiftError` with Redshift-like text and a SQLSTATE.
+
+Concurrency: each thread gets its own DuckDB connection to the shared database (DuckDB's MVCC
+isolates them); every connection gets the Redshift macros, settings and the ML functions.
 """
 
 from __future__ import annotations
 
+import logging
+import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
-import sqlglot
+from sqlglot import exp
 
+from local.redshift import catalog, functions
+from local.redshift import copy as copy_command
+from local.redshift import translate as tr
+from local.redshift.errors import RedshiftError, from_duckdb
+from local.redshift.streaming import StreamingManager
 
-class RedshiftError(Exception):
-    """A statement failed the way Redshift would report it."""
+__all__ = ["Column", "Engine", "RedshiftError", "Result"]
 
-    def __init__(self, message: str, code: str = "XX000") -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,42 +64,272 @@ class Result:
         return bool(self.columns)
 
 
+_DML = (exp.Insert, exp.Update, exp.Delete, exp.Merge)
+_RESULT_SETS = (exp.Query, exp.Show, exp.Describe, exp.Pragma, exp.Values)
+_TXN_BEGIN = {"BEGIN", "START"}
+_TXN_COMMIT = {"COMMIT", "END"}
+_TXN_ROLLBACK = {"ROLLBACK", "ABORT"}
+
+
 class Engine:
-    def __init__(self, path: str | Path = ":memory:") -> None:
+    def __init__(self, path: str | Path = ":memory:", *, auto_refresh_interval: float | None = 1.0) -> None:
         self.path = str(path)
         self._db = duckdb.connect(self.path)
+        self._local = threading.local()
         self._lock = threading.RLock()
+        self._connections: list[duckdb.DuckDBPyConnection] = []
+        self._clock: datetime | None = None
+        self._clock_version = 0
+        self._clock_seen: dict[int, int] = {}  # connection id -> clock version it has applied
+        self._closed = False
+        catalog.install(self._db)
+        self.ml: Any = None
+        self.streaming = StreamingManager(self)
+        self.ml = self._load_ml()
+        self.streaming.start(auto_refresh_interval)
+
+    # -- connections -------------------------------------------------------------------------
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """This thread's DuckDB connection, with the Redshift functions and settings installed."""
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = self.cursor()
+            self._local.con = con
+        return con
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
-        """A connection for the calling thread (DuckDB cursors share the database)."""
-        return self._db.cursor()
+        """A new, fully set-up connection owned by the caller (close it when done)."""
+        with self._lock:
+            if self._closed:
+                raise RedshiftError("the emulator is shut down", "57P01")
+            con = self._db.cursor()
+            self._connections.append(con)
+        functions.install(con)
+        con.execute("SET integer_division = true")  # Redshift: INT / INT truncates
+        con.execute(f"SET search_path = '{catalog.SEARCH_PATH}'")
+        if self.ml is not None:
+            self.ml.register_functions(con)
+        return con
+
+    def prepare(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Bring a connection's view of the simulated clock up to date (cheap when unchanged)."""
+        if self._clock_seen.get(id(con)) == self._clock_version:
+            return
+        clock = self._clock
+        if clock is None:
+            con.execute("SET VARIABLE emulator_clock = NULL::TIMESTAMP")
+        else:
+            con.execute("SET VARIABLE emulator_clock = ?::TIMESTAMP", [clock.replace(tzinfo=None)])
+        self._clock_seen[id(con)] = self._clock_version
+
+    # -- clock -------------------------------------------------------------------------------
+
+    @property
+    def clock(self) -> datetime | None:
+        return self._clock
+
+    def set_clock(self, now: datetime | None) -> None:
+        """Make GETDATE()/SYSDATE/CURRENT_DATE return `now` (naive UTC) on every connection; None resets."""
+        with self._lock:
+            self._clock = now
+            self._clock_version += 1
+
+    # -- statements --------------------------------------------------------------------------
 
     def execute(self, sql: str, parameters: Mapping[str, str] | None = None) -> Result:
+        """Run one statement (or a `;`-separated script, in one transaction); the last result."""
         return self.execute_batch([sql], parameters)[-1]
 
     def execute_batch(self, sqls: Sequence[str], parameters: Mapping[str, str] | None = None) -> list[Result]:
-        con = self.cursor()
-        results = []
+        """Run statements in one transaction: all or nothing. One Result per element of `sqls`."""
+        con = self.connection()
+        self.prepare(con)
+        results: list[Result] = []
+        con.execute("BEGIN")
         try:
-            con.execute("BEGIN")
             for sql in sqls:
-                duck_sql = sqlglot.transpile(sql, read="redshift", write="duckdb")[0]
-                con.execute(duck_sql, dict(parameters or {}) or None)
-                results.append(_result(con))
+                result = Result()
+                for statement in tr.split_statements(sql):
+                    result = self._execute_statement(con, statement, parameters)
+                results.append(result)
             con.execute("COMMIT")
+        except RedshiftError:
+            _rollback(con)
+            raise
         except duckdb.Error as exc:
-            con.execute("ROLLBACK")
-            raise RedshiftError(f"ERROR: {exc}") from exc
-        finally:
-            con.close()
+            _rollback(con)
+            raise from_duckdb(exc) from exc
         return results
 
+    def refresh(self, mv_name: str) -> int:
+        """REFRESH MATERIALIZED VIEW from Python; returns the number of rows added."""
+        return self.streaming.refresh(mv_name, refresh_type="Manual")
+
+    def _execute_statement(
+        self, con: duckdb.DuckDBPyConnection, sql: str, parameters: Mapping[str, str] | None
+    ) -> Result:
+        if self.ml is not None and self.ml.handles(sql):
+            return self.ml.execute(sql, con)
+        words = tr.leading_words(sql, 4)
+        head = words[0] if words else ""
+        if head in _TXN_BEGIN:
+            return Result()  # already inside the batch's transaction
+        if head in _TXN_COMMIT:
+            con.execute("COMMIT")
+            con.execute("BEGIN")
+            return Result()
+        if head in _TXN_ROLLBACK:
+            con.execute("ROLLBACK")
+            con.execute("BEGIN")
+            return Result()
+        if head in {"SET", "RESET"} and len(words) > 1 and words[1] == "EMULATOR_CLOCK":
+            return self._set_clock_statement(con, sql, head)
+        if head == "COPY":
+            return Result(rowcount=copy_command.run_copy(self, con, sql))
+        if head == "REFRESH" and words[1:3] == ["MATERIALIZED", "VIEW"]:
+            name = tr.parse_table_name(sql.split(None, 3)[3] if len(sql.split(None, 3)) > 3 else "")
+            self.streaming.refresh(name, refresh_type="Manual")
+            return Result()
+        if head == "CREATE" and words[1:3] == ["EXTERNAL", "SCHEMA"]:
+            self.streaming.create_external_schema(con, sql)
+            return Result()
+        if head == "SET":
+            return Result()  # Redshift session settings (search_path, datestyle, ...): per session, ignored
+        expression = tr.parse(sql)
+        if isinstance(expression, exp.Create) and _is_materialized(expression):
+            self.streaming.create_materialized_view(con, expression, sql)
+            return Result()
+        if isinstance(expression, exp.Drop):
+            handled = self.streaming.drop(con, expression)
+            if handled:
+                return Result()
+        expression = tr.rewrite(tr.bind_parameters(expression, parameters))
+        return self._run(con, expression)
+
+    def _run(self, con: duckdb.DuckDBPyConnection, expression: exp.Expression) -> Result:
+        self.streaming.check_not_stream_source(expression)
+        duck_sql = tr.to_duckdb(expression)
+        try:
+            con.execute(duck_sql)
+        except duckdb.Error as exc:
+            tables = {t.name for t in expression.find_all(exp.Table)}
+            raise from_duckdb(exc, next(iter(tables)) if len(tables) == 1 else None) from exc
+        counts_rows = isinstance(expression, _DML) or (
+            isinstance(expression, exp.Create)
+            and expression.expression is not None
+            and expression.kind == "TABLE"
+        )
+        if counts_rows:
+            row = con.fetchone()
+            return Result(rowcount=int(row[0]) if row else 0)
+        if con.description is None or not isinstance(expression, _RESULT_SETS):
+            return Result()
+        columns = [_column(d[0], d[1]) for d in con.description]
+        return Result(columns=columns, rows=con.fetchall())
+
+    def _set_clock_statement(self, con: duckdb.DuckDBPyConnection, sql: str, head: str) -> Result:
+        if head == "RESET":
+            self.set_clock(None)
+        else:
+            literal = tr.parse(sql).find(exp.Literal)
+            if literal is None or not literal.is_string:
+                raise RedshiftError(
+                    "SET emulator_clock needs a timestamp literal, e.g. '2018-10-01 12:00:00'", "22007"
+                )
+            try:
+                self.set_clock(datetime.fromisoformat(literal.this))
+            except ValueError as exc:
+                raise RedshiftError(
+                    f'invalid input syntax for type timestamp: "{literal.this}"', "22007"
+                ) from exc
+        self.prepare(con)
+        return Result()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _load_ml(self) -> Any:
+        try:
+            from local.redshift.ml import ModelManager
+        except ImportError as exc:
+            if getattr(exc, "name", "") != "local.redshift.ml":
+                log.warning("Redshift ML emulation unavailable: %s", exc)
+            return None
+        if self.path == ":memory:":
+            data_dir = Path(tempfile.mkdtemp(prefix="redshift-models-"))
+        else:
+            data_dir = Path(self.path + ".models")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        manager = ModelManager(self, data_dir)
+        with self._lock:
+            existing = list(self._connections)
+        for con in existing:
+            manager.register_functions(con)
+        return manager
+
     def close(self) -> None:
+        self.streaming.stop()
+        if self.ml is not None:
+            self.ml.close()
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for con in connections:
+            try:
+                con.close()
+            except duckdb.Error:
+                pass
         self._db.close()
 
+    def __enter__(self) -> Engine:
+        return self
 
-def _result(con: duckdb.DuckDBPyConnection) -> Result:
-    if con.description is None:
-        return Result()
-    columns = [Column(d[0], str(d[1]).lower()) for d in con.description]
-    return Result(columns=columns, rows=con.fetchall())
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass  # no transaction open (DuckDB already aborted it)
+
+
+def _is_materialized(expression: exp.Create) -> bool:
+    props = expression.args.get("properties")
+    return bool(props and any(isinstance(p, exp.MaterializedProperty) for p in props.expressions))
+
+
+_TYPE_NAMES = {
+    "BOOLEAN": "bool",
+    "TINYINT": "int2",
+    "SMALLINT": "int2",
+    "INTEGER": "int4",
+    "BIGINT": "int8",
+    "HUGEINT": "int8",  # DuckDB widens SUM(BIGINT); Redshift returns BIGINT
+    "UTINYINT": "int2",
+    "USMALLINT": "int4",
+    "UINTEGER": "int8",
+    "UBIGINT": "numeric",
+    "FLOAT": "float4",
+    "DOUBLE": "float8",
+    "VARCHAR": "varchar",
+    "DATE": "date",
+    "TIME": "time",
+    "TIMESTAMP": "timestamp",
+    "TIMESTAMP WITH TIME ZONE": "timestamptz",
+    "BLOB": "varbyte",
+    "JSON": "super",
+    "INTERVAL": "interval",
+    "UUID": "varchar",
+}
+
+
+def _column(name: str, duck_type: Any) -> Column:
+    type_text = str(duck_type).upper()
+    if type_text.startswith("DECIMAL"):
+        precision, scale = (int(x) for x in type_text[8:-1].split(","))
+        return Column(name, "numeric", precision, scale)
+    if type_text.startswith("TIMESTAMP") and "TIME ZONE" not in type_text:
+        return Column(name, "timestamp")
+    return Column(name, _TYPE_NAMES.get(type_text, "super" if type_text.endswith(("]", ")")) else "varchar"))

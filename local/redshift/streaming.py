@@ -1,0 +1,563 @@
+"""Streaming ingestion: external schemas over Kinesis, materialized views, refresh and AUTO REFRESH.
+
+A streaming MV is a DuckDB table plus a catalog row holding its query, translated to run over one
+batch of Kinesis records (`__stream_batch`, an Arrow table with Redshift's stream columns). A refresh
+reads every shard from its checkpoint with GetRecords, then, per round of reads, runs the view's query
+over the whole batch inside DuckDB (vectorised) and appends the rows together with the new per-shard
+checkpoints in ONE transaction: a crash between refreshes neither loses nor duplicates a record.
+Records the view's WHERE rejects are counted (SYS_STREAM_SCAN_STATES.skipped_rows) and listed with a
+reason (SYS_STREAM_SCAN_ERRORS); a record whose projection fails (e.g. a cast) is isolated by
+bisection, listed with the error, and skipped, so one bad record never stops ingestion.
+
+A non-streaming MV is a stored query recomputed on REFRESH.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import duckdb
+import pyarrow as pa
+from sqlglot import exp
+
+from local.redshift import catalog
+from local.redshift import translate as tr
+from local.redshift.errors import RedshiftError, from_duckdb
+
+if TYPE_CHECKING:
+    from local.redshift.engine import Engine
+
+log = logging.getLogger(__name__)
+
+BATCH_TABLE = "__stream_batch"
+GET_RECORDS_LIMIT = 10_000
+STREAM_SCHEMA = pa.schema(
+    [
+        ("approximate_arrival_timestamp", pa.timestamp("us")),
+        ("partition_key", pa.string()),
+        ("shard_id", pa.string()),
+        ("sequence_number", pa.string()),
+        ("refresh_time", pa.timestamp("us")),
+        ("kinesis_data", pa.binary()),
+    ]
+)
+# Why the view's WHERE dropped a record, in the words an operator reads in SYS_STREAM_SCAN_ERRORS.
+_DROP_REASON = (
+    """CASE WHEN NOT is_utf8(kinesis_data) THEN 1 WHEN NOT can_json_parse(kinesis_data) THEN 2 ELSE 3 END"""
+)
+_DROP_TEXT = {
+    1: "Record is not valid UTF-8",
+    2: "Record is not valid JSON",
+    3: "Record rejected by the materialized view's WHERE clause",
+}
+_EXTERNAL_SCHEMA = re.compile(
+    r"^\s*CREATE\s+EXTERNAL\s+SCHEMA\s+(?P<ine>IF\s+NOT\s+EXISTS\s+)?(?P<name>\"[^\"]+\"|[\w$]+)\s+"
+    r"FROM\s+(?P<source>\w+)(?P<rest>.*)$",
+    re.IGNORECASE | re.DOTALL,
+)
+_IAM_ROLE = re.compile(r"IAM_ROLE\s+(?:'(?P<arn>[^']*)'|(?P<default>default))", re.IGNORECASE)
+
+
+@dataclass
+class _View:
+    name: str
+    kind: str  # streaming | regular
+    auto_refresh: bool
+    query_sql: str
+    filter_sql: str | None
+    external_schema: str | None
+    stream_name: str | None
+
+
+class StreamingManager:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._locks_guard = threading.Lock()
+        self._client_lock = threading.Lock()
+        self._clients: dict[tuple[str | None, str | None], Any] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._worker = threading.local()
+
+    # -- external schemas -----------------------------------------------------------------
+
+    def create_external_schema(self, con: duckdb.DuckDBPyConnection, sql: str) -> None:
+        match = _EXTERNAL_SCHEMA.match(sql)
+        if not match:
+            raise RedshiftError('syntax error at or near "EXTERNAL"', "42601")
+        name = match["name"].strip('"').lower()
+        source = match["source"].upper()
+        if source != "KINESIS":
+            raise RedshiftError(
+                f"external schema FROM {source} is not supported by the local emulator", "0A000"
+            )
+        role = _IAM_ROLE.search(match["rest"])
+        if role is None:
+            raise RedshiftError("IAM_ROLE must be specified for a Kinesis external schema", "42601")
+        exists = con.execute(
+            f"SELECT 1 FROM {catalog.SCHEMA}.external_schemas WHERE schema_name = ? "
+            "UNION ALL SELECT 1 FROM duckdb_schemas() WHERE schema_name = ?",
+            [name, name],
+        ).fetchone()
+        if exists:
+            if match["ine"]:
+                return
+            raise RedshiftError(f'schema "{name}" already exists', "42P06")
+        con.execute(
+            f"INSERT INTO {catalog.SCHEMA}.external_schemas VALUES (?, 'kinesis', ?, ?)",
+            [name, role["arn"] or "default", _utcnow()],
+        )
+
+    def _external_schemas(self, con: duckdb.DuckDBPyConnection) -> set[str]:
+        rows = con.execute(f"SELECT schema_name FROM {catalog.SCHEMA}.external_schemas").fetchall()
+        return {r[0] for r in rows}
+
+    def check_not_stream_source(self, expression: exp.Expression) -> None:
+        """Streams are read only through a materialized view, as on Redshift."""
+        schemas = self._external_schemas(self.engine.connection())
+        for table in expression.find_all(exp.Table):
+            if table.db and table.db.lower() in schemas:
+                raise RedshiftError(
+                    f'relation "{table.db}.{table.name}" is a Kinesis stream: query it through a '
+                    "streaming materialized view",
+                    "0A000",
+                )
+
+    # -- materialized views ----------------------------------------------------------------
+
+    def create_materialized_view(self, con: duckdb.DuckDBPyConnection, create: exp.Create, sql: str) -> None:
+        name = tr.table_key(create.this if isinstance(create.this, exp.Table) else create.this.this)
+        query = create.expression
+        if query is None:
+            raise RedshiftError("CREATE MATERIALIZED VIEW needs AS SELECT ...", "42601")
+        auto = any(
+            isinstance(p, exp.AutoRefreshProperty) and str(p.this).upper() in ("YES", "TRUE")
+            for p in create.args["properties"].expressions
+        )
+        if con.execute(
+            f"SELECT 1 FROM {catalog.SCHEMA}.materialized_views WHERE mv_name = ?", [name]
+        ).fetchone():
+            raise RedshiftError(f'relation "{name}" already exists', "42P07")
+        schemas = self._external_schemas(con)
+        sources = [t for t in query.find_all(exp.Table) if t.db and t.db.lower() in schemas]
+        stream_name = (
+            sources[0].name if sources else None
+        )  # before case folding: Kinesis names are case-sensitive
+        query = tr.rewrite(query)
+        if sources:
+            self._create_streaming(con, name, query, sources, stream_name, auto, sql)
+        else:
+            query_sql = tr.to_duckdb(query)
+            self._run(con, f"CREATE TABLE {_quote(name)} AS {query_sql}", query)
+            self._record_view(con, name, "regular", auto, sql, query_sql, None, None, None)
+
+    def _create_streaming(self, con: duckdb.DuckDBPyConnection, name: str, query: exp.Expression,
+                          sources: list[exp.Table], stream_name: str, auto: bool, sql: str) -> None:  # fmt: skip
+        if (
+            len(sources) != 1
+            or len(list(query.find_all(exp.Table))) != 1
+            or not isinstance(query, exp.Select)
+        ):
+            raise RedshiftError(
+                "a streaming materialized view must select from exactly one stream, without joins", "0A000"
+            )
+        source = sources[0]
+        schema_name = source.db.lower()
+        self._describe_stream(stream_name)
+        source.replace(exp.to_table(BATCH_TABLE))
+        where = query.args.get("where")
+        filter_sql = where.this.sql(dialect="duckdb") if where else None
+        query_sql = tr.to_duckdb(query)
+        con.register(BATCH_TABLE, STREAM_SCHEMA.empty_table())
+        try:
+            self._run(con, f"CREATE TABLE {_quote(name)} AS {query_sql}", query)
+        finally:
+            con.unregister(BATCH_TABLE)
+        self._record_view(con, name, "streaming", auto, sql, query_sql, filter_sql, schema_name, stream_name)
+
+    def _record_view(self, con: duckdb.DuckDBPyConnection, name: str, kind: str, auto: bool, sql: str,
+                     query_sql: str, filter_sql: str | None, schema: str | None, stream: str | None) -> None:  # fmt: skip
+        con.execute(
+            f"INSERT INTO {catalog.SCHEMA}.materialized_views VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [name, kind, auto, sql, query_sql, filter_sql, schema, stream, _utcnow()],
+        )
+
+    def _run(self, con: duckdb.DuckDBPyConnection, duck_sql: str, query: exp.Expression) -> None:
+        try:
+            con.execute(duck_sql)
+        except duckdb.Error as exc:
+            tables = {t.name for t in query.find_all(exp.Table)} - {BATCH_TABLE}
+            raise from_duckdb(exc, next(iter(tables)) if len(tables) == 1 else None) from exc
+
+    def drop(self, con: duckdb.DuckDBPyConnection, drop: exp.Drop) -> bool:
+        """DROP MATERIALIZED VIEW / DROP SCHEMA of an external schema; False if not ours to handle."""
+        kind = (drop.args.get("kind") or "").upper()
+        target = drop.this
+        if kind == "SCHEMA":
+            name = target.name.lower()
+            if name not in self._external_schemas(con):
+                return False
+            con.execute(f"DELETE FROM {catalog.SCHEMA}.external_schemas WHERE schema_name = ?", [name])
+            return True
+        if kind == "VIEW" and drop.args.get("materialized"):
+            name = tr.table_key(target)
+            if not con.execute(
+                f"SELECT 1 FROM {catalog.SCHEMA}.materialized_views WHERE mv_name = ?", [name]
+            ).fetchone():
+                if drop.args.get("exists"):
+                    return True
+                raise RedshiftError(f'materialized view "{name}" does not exist', "42P01")
+            with self._lock_for(name):
+                con.execute(f"DROP TABLE IF EXISTS {_quote(name)}")
+                for table in ("materialized_views", "stream_checkpoints"):
+                    con.execute(f"DELETE FROM {catalog.SCHEMA}.{table} WHERE mv_name = ?", [name])
+            return True
+        return False
+
+    def _view(self, con: duckdb.DuckDBPyConnection, name: str) -> _View:
+        row = con.execute(
+            f"SELECT mv_name, kind, auto_refresh, query_sql, filter_sql, external_schema, stream_name "
+            f"FROM {catalog.SCHEMA}.materialized_views WHERE mv_name = ?",
+            [name],
+        ).fetchone()
+        if row is None:
+            raise RedshiftError(f'materialized view "{name}" does not exist', "42P01")
+        return _View(*row)
+
+    # -- refresh ----------------------------------------------------------------------------
+
+    def refresh(self, name: str, refresh_type: str = "Manual") -> int:
+        """Bring one MV up to date; returns the number of rows appended (or recomputed)."""
+        con = self._connection()
+        self.engine.prepare(con)
+        view = self._view(con, tr.parse_table_name(name))
+        with self._lock_for(view.name):
+            started = _utcnow()
+            try:
+                if view.kind == "streaming":
+                    added = self._refresh_streaming(con, view)
+                else:
+                    added = self._refresh_regular(con, view)
+            except Exception as exc:
+                self._history(con, view, refresh_type, f"Refresh failed: {exc}"[:500], started)
+                if isinstance(exc, RedshiftError):
+                    raise
+                if isinstance(exc, duckdb.Error):
+                    raise from_duckdb(exc) from exc
+                raise RedshiftError(f"materialized view refresh failed: {exc}", "XX000") from exc
+            status = "Refresh successfully updated MV incrementally" if added else "MV was already updated"
+            if view.kind == "regular":
+                status = "Refresh successfully recomputed MV from scratch"
+            self._history(con, view, refresh_type, status, started)
+            return added
+
+    def _refresh_regular(self, con: duckdb.DuckDBPyConnection, view: _View) -> int:
+        con.execute("BEGIN")
+        try:
+            con.execute(f"DELETE FROM {_quote(view.name)}")
+            added = con.execute(f"INSERT INTO {_quote(view.name)} {view.query_sql}").fetchone()[0]
+            con.execute("COMMIT")
+        except BaseException:
+            _rollback(con)
+            raise
+        return int(added)
+
+    def _refresh_streaming(self, con: duckdb.DuckDBPyConnection, view: _View) -> int:
+        kinesis = self._kinesis()
+        checkpoints = dict(
+            con.execute(
+                f"SELECT shard_id, sequence_number FROM {catalog.SCHEMA}.stream_checkpoints WHERE mv_name = ?",
+                [view.name],
+            ).fetchall()
+        )
+        iterators = {}
+        for shard in self._shards(kinesis, view.stream_name):
+            shard_id = shard["ShardId"]
+            if shard_id in checkpoints:
+                it = kinesis.get_shard_iterator(
+                    StreamName=view.stream_name, ShardId=shard_id,
+                    ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=checkpoints[shard_id],
+                )  # fmt: skip
+            else:
+                it = kinesis.get_shard_iterator(
+                    StreamName=view.stream_name, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+                )
+            iterators[shard_id] = it["ShardIterator"]
+        refresh_time = _utcnow()
+        added = 0
+        while iterators:
+            batch: dict[str, list] = {shard_id: [] for shard_id in iterators}
+            for shard_id, iterator in list(iterators.items()):
+                response = kinesis.get_records(ShardIterator=iterator, Limit=GET_RECORDS_LIMIT)
+                records = response["Records"]
+                batch[shard_id] = records
+                next_iterator = response.get("NextShardIterator")
+                caught_up = not records or (
+                    response.get("MillisBehindLatest", 0) == 0 and len(records) < GET_RECORDS_LIMIT
+                )
+                if next_iterator is None or caught_up:
+                    del iterators[shard_id]
+                else:
+                    iterators[shard_id] = next_iterator
+            if any(batch.values()):
+                added += self._ingest(con, view, batch, refresh_time)
+        return added
+
+    def _ingest(
+        self, con: duckdb.DuckDBPyConnection, view: _View, batch: dict[str, list], refresh_time: datetime
+    ) -> int:
+        """Append one round of records and the shards' new checkpoints in one transaction."""
+        table = _arrow_batch(batch, refresh_time)
+        failures: list[tuple[int, str]] = []
+        while True:
+            keep = table if not failures else table.filter(pa.array(_mask(len(table), failures)))
+            con.register(BATCH_TABLE, keep)
+            con.execute("BEGIN")
+            try:
+                added = con.execute(f"INSERT INTO {_quote(view.name)} {view.query_sql}").fetchone()[0]
+                self._record_scan(con, view, keep, table, batch, failures)
+                con.execute("COMMIT")
+                return int(added)
+            except duckdb.Error:
+                _rollback(con)
+                if failures:
+                    raise  # bisection found the bad records already; this is something else
+                failures = self._find_failures(con, view, table)
+                if not failures:
+                    raise
+            finally:
+                con.unregister(BATCH_TABLE)
+
+    def _find_failures(
+        self, con: duckdb.DuckDBPyConnection, view: _View, table: pa.Table
+    ) -> list[tuple[int, str]]:
+        """Bisect a batch to the single records whose projection fails; (row index, error) each."""
+        failures: list[tuple[int, str]] = []
+
+        def check(offset: int, length: int) -> None:
+            con.register(BATCH_TABLE, table.slice(offset, length))
+            try:
+                con.execute(f"SELECT * FROM ({view.query_sql})").fetch_arrow_table()
+                return
+            except duckdb.Error as exc:
+                if length == 1:
+                    failures.append((offset, from_duckdb(exc).message))
+                    return
+            finally:
+                con.unregister(BATCH_TABLE)
+            half = length // 2
+            check(offset, half)
+            check(offset + half, length - half)
+
+        check(0, len(table))
+        return failures
+
+    def _record_scan(self, con: duckdb.DuckDBPyConnection, view: _View, kept: pa.Table, table: pa.Table,
+                     batch: dict[str, list], failures: list[tuple[int, str]]) -> None:  # fmt: skip
+        now = _utcnow()
+        query_id = catalog.next_query_id(con)
+        skipped: dict[str, int] = defaultdict(int)
+        errors: list[tuple] = []
+        if view.filter_sql:
+            dropped = con.execute(
+                f"SELECT shard_id, sequence_number, approximate_arrival_timestamp, {_DROP_REASON} "
+                f"FROM {BATCH_TABLE} WHERE NOT coalesce(({view.filter_sql}), false)"
+            ).fetchall()
+            for shard_id, seq, arrival, code in dropped:
+                skipped[shard_id] += 1
+                errors.append((shard_id, seq, arrival, code, _DROP_TEXT[code]))
+        columns = table.to_pydict() if failures else None
+        for index, message in failures:
+            shard_id = columns["shard_id"][index]
+            skipped[shard_id] += 1
+            errors.append(
+                (
+                    shard_id,
+                    columns["sequence_number"][index],
+                    columns["approximate_arrival_timestamp"][index],
+                    4,
+                    message[:128],
+                )
+            )
+        if errors:
+            con.executemany(
+                f"INSERT INTO {catalog.SCHEMA}.sys_stream_scan_errors VALUES (?, ?, ?, ?, ?, 'A', ?, ?, ?, ?, ?, ?)",
+                [(view.external_schema, view.stream_name, view.name, query_id, query_id, arrival, now, shard_id, seq, code, reason)
+                 for shard_id, seq, arrival, code, reason in errors],
+            )  # fmt: skip
+        states, checkpoints = [], []
+        for shard_id, records in batch.items():
+            if not records:
+                continue
+            last = records[-1]["SequenceNumber"]
+            arrivals = [_naive(r["ApproximateArrivalTimestamp"]) for r in records]
+            states.append((view.external_schema, view.stream_name, view.name, query_id, query_id, now, shard_id, last,
+                           len(records), skipped[shard_id], sum(len(r["Data"]) for r in records), min(arrivals), max(arrivals)))  # fmt: skip
+            checkpoints.append((view.name, shard_id, last, now))
+        con.executemany(
+            f"INSERT INTO {catalog.SCHEMA}.sys_stream_scan_states VALUES ({', '.join(['?'] * 13)})", states
+        )
+        con.executemany(
+            f"INSERT OR REPLACE INTO {catalog.SCHEMA}.stream_checkpoints VALUES (?, ?, ?, ?)", checkpoints
+        )
+
+    def _history(
+        self, con: duckdb.DuckDBPyConnection, view: _View, refresh_type: str, status: str, started: datetime
+    ) -> None:
+        ended = _utcnow()
+        try:
+            con.execute(
+                f"INSERT INTO {catalog.SCHEMA}.sys_mv_refresh_history VALUES "
+                "(100, 0, nextval('redshift_sys.query_ids'), 'dev', 'public', 0, ?, ?, ?, ?, ?, ?)",
+                [
+                    view.name,
+                    refresh_type,
+                    status,
+                    started,
+                    ended,
+                    int((ended - started).total_seconds() * 1e6),
+                ],
+            )
+        except duckdb.Error:
+            log.exception("could not record the refresh of %s", view.name)
+
+    # -- Kinesis ----------------------------------------------------------------------------
+
+    def _kinesis(self) -> Any:
+        """A Kinesis client for the current endpoint settings (AWS_ENDPOINT_URL_KINESIS honoured by boto3)."""
+        key = (
+            os.environ.get("AWS_ENDPOINT_URL_KINESIS") or os.environ.get("AWS_ENDPOINT_URL"),
+            os.environ.get("AWS_DEFAULT_REGION"),
+        )
+        with self._client_lock:
+            if key not in self._clients:
+                self._clients[key] = boto3.session.Session().client("kinesis")
+            return self._clients[key]
+
+    def _describe_stream(self, stream_name: str) -> None:
+        kinesis = self._kinesis()
+        try:
+            kinesis.describe_stream_summary(StreamName=stream_name)
+        except kinesis.exceptions.ResourceNotFoundException as exc:
+            raise RedshiftError(f'stream "{stream_name}" does not exist in Kinesis', "42P01") from exc
+        except Exception as exc:  # endpoint down, credentials: say so, plainly
+            raise RedshiftError(f'cannot reach Kinesis stream "{stream_name}": {exc}', "XX000") from exc
+
+    def _shards(self, kinesis: Any, stream_name: str) -> list[dict]:
+        shards, token = [], None
+        while True:
+            response = (
+                kinesis.list_shards(NextToken=token) if token else kinesis.list_shards(StreamName=stream_name)
+            )
+            shards.extend(response["Shards"])
+            token = response.get("NextToken")
+            if not token:
+                return shards
+
+    # -- AUTO REFRESH -----------------------------------------------------------------------
+
+    def start(self, interval: float | None) -> None:
+        """Start the AUTO REFRESH thread (interval in seconds; None or 0 disables it)."""
+        if not interval or self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._auto_refresh, args=(interval,), name="mv-auto-refresh", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def _auto_refresh(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                names = [r[0] for r in self._connection().execute(
+                    f"SELECT mv_name FROM {catalog.SCHEMA}.materialized_views WHERE auto_refresh AND kind = 'streaming'"
+                ).fetchall()]  # fmt: skip
+            except duckdb.Error:
+                log.exception("auto refresh: cannot read the catalog")
+                continue
+            for name in names:
+                if self._stop.is_set():
+                    return
+                try:
+                    self.refresh(name, refresh_type="Auto")
+                except Exception as exc:  # recorded in SYS_MV_REFRESH_HISTORY; the next tick retries
+                    log.warning("auto refresh of %s failed: %s", name, exc)
+                    time.sleep(0)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        """A per-thread connection used only for refreshes (never inside a caller's open transaction)."""
+        con = getattr(self._worker, "con", None)
+        if con is None:
+            con = self.engine.cursor()
+            self._worker.con = con
+        return con
+
+    def _lock_for(self, name: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks[name]
+
+
+def _arrow_batch(batch: dict[str, list], refresh_time: datetime) -> pa.Table:
+    arrival, keys, shards, seqs, data = [], [], [], [], []
+    for shard_id, records in batch.items():
+        for r in records:
+            arrival.append(_naive(r["ApproximateArrivalTimestamp"]))
+            keys.append(r["PartitionKey"])
+            shards.append(shard_id)
+            seqs.append(r["SequenceNumber"])
+            data.append(r["Data"])
+    return pa.Table.from_arrays(
+        [
+            pa.array(arrival, pa.timestamp("us")),
+            pa.array(keys, pa.string()),
+            pa.array(shards, pa.string()),
+            pa.array(seqs, pa.string()),
+            pa.array([refresh_time] * len(seqs), pa.timestamp("us")),
+            pa.array(data, pa.binary()),
+        ],
+        schema=STREAM_SCHEMA,
+    )
+
+
+def _mask(length: int, failures: list[tuple[int, str]]) -> list[bool]:
+    mask = [True] * length
+    for index, _ in failures:
+        mask[index] = False
+    return mask
+
+
+def _naive(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _quote(name: str) -> str:
+    return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass

@@ -1,0 +1,214 @@
+"""Redshift SQL -> DuckDB SQL with sqlglot: parse with the Redshift dialect, rewrite the AST where the
+two differ, generate DuckDB SQL.
+
+What the rewrite does (each rule has a unit test in tests/unit/test_redshift_translate.py):
+- `:name` Data API parameters become string literals. A quoted literal is "unknown"-typed in both
+  Redshift and DuckDB, so `col = :id` compares as the column's type, as Redshift casts by context.
+- GETDATE()/SYSDATE/CURRENT_TIMESTAMP/CURRENT_DATE read the engine's clock (overridable for replays).
+- json_extract_path_text keeps Redshift's '' for an absent path.
+- Storage clauses (ENCODE, DISTSTYLE, DISTKEY, SORTKEY, BACKUP) are dropped; so are PRIMARY KEY,
+  UNIQUE and REFERENCES, which Redshift declares but never enforces.
+- Identifiers are folded to lower case, as Redshift does by default (even quoted ones).
+- SUPER is DuckDB's JSON, VARBYTE its BLOB.
+Integer division and DECIMAL arithmetic are handled by connection settings and by `decimal_rules`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.dialects.redshift import Redshift
+from sqlglot.errors import ParseError, TokenError
+from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
+
+from local.redshift.errors import RedshiftError
+
+# sqlglot warns about every Redshift-only property it cannot render; we drop them on purpose.
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
+
+_REDSHIFT = Redshift()
+
+_STORAGE_PROPERTIES = (
+    exp.DistStyleProperty,
+    exp.DistKeyProperty,
+    exp.SortKeyProperty,
+    exp.BackupProperty,
+)
+# Declared-only on Redshift: keeping them in DuckDB would reject rows Redshift accepts.
+_UNENFORCED_CONSTRAINTS = (
+    exp.EncodeColumnConstraint,
+    exp.PrimaryKeyColumnConstraint,
+    exp.UniqueColumnConstraint,
+    exp.Reference,
+)
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a script on top-level semicolons (string literals and comments respected)."""
+    try:
+        tokens = _REDSHIFT.tokenize(sql)
+    except TokenError as exc:
+        raise RedshiftError(f"syntax error: {exc}", "42601") from exc
+    statements, start, has_tokens = [], 0, False
+    for token in tokens:
+        if token.token_type == sqlglot.TokenType.SEMICOLON:
+            if has_tokens:
+                statements.append(sql[start : token.start].strip())
+            start, has_tokens = token.end + 1, False
+        else:
+            has_tokens = True
+    if has_tokens:
+        statements.append(sql[start:].strip())
+    return statements
+
+
+def leading_words(sql: str, count: int = 4) -> list[str]:
+    """The first `count` tokens of a statement, upper-cased (for dispatching emulator statements)."""
+    try:
+        tokens = _REDSHIFT.tokenize(sql)
+    except TokenError:
+        return []
+    return [t.text.upper() for t in tokens[:count]]
+
+
+def parse(sql: str) -> exp.Expression:
+    """Parse one Redshift statement; syntax errors are raised the way Redshift reports them."""
+    try:
+        expression = sqlglot.parse_one(sql, read="redshift")
+    except (ParseError, TokenError) as exc:
+        raise _syntax_error(exc) from exc
+    if expression is None:
+        raise RedshiftError("syntax error at end of input", "42601")
+    return expression
+
+
+def _syntax_error(exc: Exception) -> RedshiftError:
+    errors = getattr(exc, "errors", None) or [{}]
+    near = errors[0].get("highlight") or ""
+    if near:
+        return RedshiftError(f'syntax error at or near "{near}"', "42601")
+    return RedshiftError(f"syntax error: {exc}", "42601")
+
+
+def bind_parameters(expression: exp.Expression, parameters: Mapping[str, str] | None) -> exp.Expression:
+    """Replace every `:name` with its value as a string literal (values are never spliced as SQL)."""
+    params = {k.lower(): v for k, v in (parameters or {}).items()}
+
+    def replace(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Placeholder) and node.name:
+            name = node.name.lower()
+            if name not in params:
+                raise RedshiftError(f'parameter ":{node.name}" has no value', "42P02")
+            value = params[name]
+            return exp.null() if value is None else exp.Literal.string(str(value))
+        return node
+
+    return expression.transform(replace, copy=False)
+
+
+def _rewrite(node: exp.Expression) -> exp.Expression | None:
+    if isinstance(node, exp.Table) and node.db.lower() == "public" and not node.catalog:
+        node.set("db", None)  # Redshift's default schema is DuckDB's main
+        return node
+    if (
+        isinstance(node, exp.Dot)
+        and isinstance(node.this, exp.Identifier)
+        and node.this.name.lower() == "public"
+    ) and isinstance(node.expression, exp.Func):
+        return node.expression  # public.fn(...): UDFs live unqualified on every connection
+    if isinstance(node, exp.CurrentTimestamp):
+        return exp.Anonymous(this="redshift_sysdate" if node.args.get("sysdate") else "redshift_getdate")
+    if isinstance(node, exp.CurrentDate):
+        return exp.cast(exp.Anonymous(this="redshift_sysdate"), exp.DataType.Type.DATE)
+    if isinstance(node, exp.JSONExtractScalar) and isinstance(node.expression, exp.JSONPath):
+        return exp.Anonymous(
+            this="redshift_json_text",
+            expressions=[node.this, exp.Literal.string(_json_path(node.expression))],
+        )
+    if isinstance(node, _STORAGE_PROPERTIES):
+        return None
+    if isinstance(node, exp.ColumnConstraint) and isinstance(node.args.get("kind"), _UNENFORCED_CONSTRAINTS):
+        return None
+    if isinstance(node, exp.PrimaryKey | exp.UniqueColumnConstraint) and isinstance(node.parent, exp.Schema):
+        return None
+    if isinstance(node, exp.DataType):
+        if node.this == exp.DataType.Type.SUPER:
+            return exp.DataType.build("JSON")
+        if node.this in (exp.DataType.Type.VARBINARY, exp.DataType.Type.BINARY):
+            return exp.DataType.build("BLOB")
+    return node
+
+
+def _json_path(path: exp.JSONPath) -> str:
+    parts = ["$"]
+    for part in path.expressions:
+        if isinstance(part, exp.JSONPathKey):
+            key = str(part.this).replace('"', '\\"')
+            parts.append(f'."{key}"')
+        elif isinstance(part, exp.JSONPathSubscript):
+            parts.append(f"[{part.this}]")
+    return "".join(parts)
+
+
+def _name_output_columns(select: exp.Select) -> None:
+    """Unnamed output columns get Redshift's names: the function's name, else ?column?."""
+    for projection in select.expressions:
+        if isinstance(projection, exp.Alias | exp.Column | exp.Star):
+            continue
+        target = projection.expression if isinstance(projection, exp.Dot) else projection
+        if isinstance(target, exp.Anonymous):
+            name = target.name
+        elif isinstance(target, exp.CurrentTimestamp):
+            name = "sysdate" if target.args.get("sysdate") else "getdate"
+        elif isinstance(target, exp.Cast):
+            continue  # DuckDB names x::t after x already, close enough to Redshift
+        elif isinstance(target, exp.Func):
+            match = re.match(r"\s*(\w+)\s*\(", target.sql(dialect="redshift"))
+            name = match.group(1).lower() if match else "?column?"
+        else:
+            name = "?column?"
+        projection.replace(exp.alias_(projection.copy(), name, quoted=True))
+
+
+def rewrite(expression: exp.Expression) -> exp.Expression:
+    """Apply the Redshift -> DuckDB semantic rewrites (in place) and return the expression."""
+    expression = normalize_identifiers(expression, dialect="redshift")
+    if isinstance(expression, exp.Select):
+        _name_output_columns(expression)
+    return expression.transform(_rewrite, copy=False)
+
+
+def to_duckdb(expression: exp.Expression) -> str:
+    return expression.sql(dialect="duckdb")
+
+
+def translate(sql: str, parameters: Mapping[str, str] | None = None) -> str:
+    """One Redshift statement -> DuckDB SQL (parameters bound as literals)."""
+    expression = parse(sql)
+    if isinstance(expression, exp.Command):
+        # sqlglot could not model it: pass through; DuckDB reports what it cannot run.
+        return sql
+    return to_duckdb(rewrite(bind_parameters(expression, parameters)))
+
+
+def parse_table_name(text: str) -> str:
+    """`public."My_MV"` -> `my_mv`: a relation name as the emulator's catalog keys it."""
+    text = text.strip().rstrip(";").strip()
+    if not text:
+        raise RedshiftError("syntax error at end of input", "42601")
+    try:
+        table = exp.to_table(text, dialect="redshift")
+    except (ParseError, TokenError) as exc:
+        raise _syntax_error(exc) from exc
+    return table_key(table)
+
+
+def table_key(table: exp.Table) -> str:
+    """The catalog key of a table reference: its name, lower-cased (the `public` schema is implied)."""
+    schema = table.db.lower()
+    name = table.name.lower()
+    return name if schema in ("", "public", "main") else f"{schema}.{name}"
