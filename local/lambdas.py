@@ -10,6 +10,7 @@ loops promptly on Ctrl-C.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import threading
 import time
@@ -48,15 +49,17 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
-_loaded: dict[str, Handler] = {}
+# One "container" per FunctionSpec: a new stack (new specs) imports fresh modules, so settings cached at
+# cold start never point at a previous stack's endpoints.
+_loaded: dict[int, tuple[FunctionSpec, Handler]] = {}
 _load_lock = threading.Lock()
 
 
 def load_handler(spec: FunctionSpec) -> Handler:
     """The function's handler, imported once per process (a warm container)."""
     with _load_lock:
-        if spec.logical_id in _loaded:
-            return _loaded[spec.logical_id]
+        if id(spec) in _loaded:
+            return _loaded[id(spec)][1]
         for layer in LAYER_DIRS:
             if layer.is_dir() and str(layer) not in sys.path:
                 sys.path.append(str(layer))
@@ -64,9 +67,20 @@ def load_handler(spec: FunctionSpec) -> Handler:
         path = spec.code_dir / (module_name.replace(".", "/") + ".py")
         if not path.exists():
             raise FileNotFoundError(f"{spec.logical_id}: handler file {path.relative_to(REPO)} not found")
-        module = _import(f"lambda_{spec.logical_id}", path)
+        # Module-level objects (Powertools Logger's service name, ...) read the environment at import:
+        # give them this function's own values, as its own Lambda container would.
+        saved = {key: os.environ.get(key) for key in spec.environment}
+        os.environ.update(spec.environment)
+        try:
+            module = _import(f"lambda_{spec.logical_id}", path)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
         handler = getattr(module, attr)
-        _loaded[spec.logical_id] = handler
+        _loaded[id(spec)] = (spec, handler)
         return handler
 
 

@@ -18,6 +18,7 @@ import socket
 import sys
 import threading
 import uuid
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ FAKE_CREDENTIALS = {
 }
 MOTO_SERVICES = ("KINESIS", "S3", "SNS", "SQS", "DYNAMODB")
 # Lambda-side switches: no X-Ray daemon locally; the rest comes from the template.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
 LOCAL_FUNCTION_ENV = {"POWERTOOLS_TRACE_DISABLED": "true"}
 LOCK_FILE = "stack.pid"
 WAREHOUSE_FILE = "warehouse.duckdb"
@@ -186,6 +188,8 @@ class Stack:
             self.options.template, region=REGION, overrides=self.options.parameters, moto_url=self.moto_url
         )
         self.resources = create_resources(self.template)
+        for spec in self.resources.functions.values():
+            spec.environment.update({**LOCAL_FUNCTION_ENV, **self.options.env_overrides})
         os.environ.update(self.function_environment())
 
     def function_environment(self) -> dict[str, str]:
@@ -327,16 +331,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--moto-port", type=int, default=0, help="moto server port (default: a free one)")
     parser.add_argument("--redshift-port", type=int, default=0, help="Data API port (default: a free one)")
     parser.add_argument("--no-scheduler", action="store_true", help="do not invoke the functions on schedule")
+    parser.add_argument("--template", type=Path, default=TEMPLATE, help="SAM template (default template.yaml)")
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for noisy in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     options = StackOptions(
         data_dir=args.data_dir,
         moto_port=args.moto_port,
         redshift_port=args.redshift_port,
         fresh=args.fresh,
         scheduler=not args.no_scheduler,
+        template=args.template,
     )
     stack = Stack(options)
     stop = threading.Event()

@@ -111,6 +111,8 @@ class Template:
             return self.arn("sns", phys)
         if kind == "AWS::SQS::Queue":
             return f"{self.moto_url}/{ACCOUNT}/{phys}"
+        if kind == "AWS::SecretsManager::Secret":
+            return f"arn:aws:secretsmanager:{self.region}:{ACCOUNT}:secret:{phys}"
         if kind in ("AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion"):
             return f"arn:aws:lambda:{self.region}:{ACCOUNT}:layer:{phys}:1"
         return phys
