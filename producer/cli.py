@@ -32,7 +32,14 @@ from botocore.exceptions import (
 )
 from rich.console import Console
 from rich.live import Live
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from producer.kinesis import KinesisWriter, ProducerError
 from producer.simulator import LiveSimulator, WorldConfig, customer_info, simulate_history
@@ -171,7 +178,7 @@ def _progress() -> Progress:
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
+        MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err,
         transient=True,

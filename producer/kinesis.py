@@ -13,6 +13,7 @@ The client comes from boto3's standard configuration (region, credentials, and e
 from __future__ import annotations
 
 import json
+import queue
 import random
 import threading
 import time
@@ -94,17 +95,20 @@ class _Pending:
 
 
 class KinesisWriter:
-    """Buffers records and sends them with PutRecords within the API limits.
+    """Buffers records and sends them with PutRecords within the API limits, from a sender thread.
 
     - a batch holds at most 500 records and 5 MB (data + partition keys); a record at most 1 MB;
     - records rejected inside a batch (ErrorCode: throttling, internal failure) and whole calls
       failing with a retryable error are re-sent after an exponential backoff with full jitter,
       up to `max_attempts` sends per record; then the record is given up on (counted in
       `stats.failed`, kept in `given_up`);
-    - `put` flushes when the buffer is full or its oldest record waited `linger_s`; `flush()` sends
-      all. Non-retryable errors (stream deleted, access denied) raise ClientError and keep the
-      buffer, so nothing is dropped silently.
-    Thread-safe: `put`/`flush` may be called from several threads.
+    - `put` only buffers: a full batch, or one whose oldest record waited `linger_s`, goes to the
+      sender thread, so producing never waits on the network (up to `max_batches_in_flight` queued
+      batches; beyond that `put` blocks, which is the backpressure);
+    - `flush()` sends everything and waits for it. A non-retryable error (stream deleted, access
+      denied) stops the sender; `put`/`flush` then raise it, and the records not sent stay in the
+      writer until `abandon()` moves them to `given_up`: nothing is dropped silently.
+    `put`/`flush` may be called from several threads. `close()` flushes and stops the thread.
     """
 
     def __init__(
@@ -118,6 +122,7 @@ class KinesisWriter:
         linger_s: float = 0.2,
         max_batch_records: int = MAX_RECORDS_PER_CALL,
         max_batch_bytes: int = MAX_BYTES_PER_CALL,
+        max_batches_in_flight: int = 4,
         check_stream: bool = True,
         sleep: Callable[[float], Any] = time.sleep,
         rng: random.Random | None = None,
@@ -138,14 +143,19 @@ class KinesisWriter:
         self.max_batch_bytes = max_batch_bytes
         self.stats = WriterStats()
         self.given_up: list[FailedRecord] = []
+        self.error: BaseException | None = None  # the non-retryable error that stopped the sender
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._buffer: list[_Pending] = []
         self._buffer_bytes = 0
         self._oldest = 0.0
+        self._unsent: list[_Pending] = []  # handed to the sender but not sent because of `error`
         self._lock = threading.RLock()
         if check_stream:
             self.check_stream()
+        self._batches: queue.Queue[list[_Pending] | None] = queue.Queue(maxsize=max_batches_in_flight)
+        self._sender = threading.Thread(target=self._send_loop, name=f"kinesis-{stream_name}", daemon=True)
+        self._sender.start()
 
     def check_stream(self) -> None:
         """Raise StreamNotFoundError unless the stream exists (other errors propagate)."""
@@ -158,10 +168,11 @@ class KinesisWriter:
 
     @property
     def buffered(self) -> int:
+        """Records accepted by `put` and not yet handed to the sender."""
         return len(self._buffer)
 
     def put(self, data: bytes | str, partition_key: str) -> None:
-        """Buffer one record; send a batch when the buffer is full or has lingered long enough."""
+        """Accept one record (validated here); it is sent in a later batch."""
         if isinstance(data, str):
             data = data.encode("utf-8")
         if not 1 <= len(partition_key) <= MAX_PARTITION_KEY_CHARS:
@@ -170,11 +181,12 @@ class KinesisWriter:
         if size > MAX_BYTES_PER_RECORD:
             raise RecordTooLargeError(f"record of {size} bytes exceeds the {MAX_BYTES_PER_RECORD}-byte limit")
         with self._lock:
+            self._raise_if_broken()
             if self._buffer and (
                 len(self._buffer) >= self.max_batch_records
                 or self._buffer_bytes + size > self.max_batch_bytes
             ):
-                self._send_buffer()
+                self._hand_off()
             if not self._buffer:
                 self._oldest = time.monotonic()
             self._buffer.append(_Pending({"Data": data, "PartitionKey": partition_key}, size))
@@ -183,39 +195,74 @@ class KinesisWriter:
                 len(self._buffer) >= self.max_batch_records
                 or time.monotonic() - self._oldest >= self.linger_s
             ):
-                self._send_buffer()
+                self._hand_off()
 
     def flush_if_due(self) -> None:
-        """Send the buffer if its oldest record has waited `linger_s` (call it when idle)."""
+        """Hand the buffer to the sender if its oldest record has waited `linger_s`."""
         with self._lock:
             if self._buffer and time.monotonic() - self._oldest >= self.linger_s:
-                self._send_buffer()
+                self._hand_off()
 
     def flush(self) -> None:
-        """Send everything buffered (retrying as needed)."""
+        """Send everything accepted so far and wait until it is sent or given up on."""
         with self._lock:
-            if self._buffer:
-                self._send_buffer()
+            if self._buffer and self.error is None:
+                self._hand_off()
+        self._batches.join()
+        self._raise_if_broken()
+
+    def close(self) -> None:
+        """Flush, then stop the sender thread."""
+        try:
+            self.flush()
+        finally:
+            self._batches.put(None)
+            self._sender.join()
+
+    def __enter__(self) -> KinesisWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def abandon(self, error_code: str) -> int:
-        """Give up on everything still buffered (e.g. after a fatal error); returns how many."""
+        """Give up on every record not sent yet (after an error or at exit); returns how many."""
         with self._lock:
-            for record in self._buffer:
+            records = self._unsent + self._buffer
+            for record in records:
                 self.stats.failed += 1
                 self.given_up.append(
-                    FailedRecord(record.entry["Data"], record.entry["PartitionKey"], error_code, "not sent")
+                    FailedRecord(
+                        record.entry["Data"], record.entry["PartitionKey"], error_code, str(self.error or "")
+                    )
                 )
-            count, self._buffer, self._buffer_bytes = len(self._buffer), [], 0
-            return count
+            self._unsent, self._buffer, self._buffer_bytes = [], [], 0
+            return len(records)
 
-    def _send_buffer(self) -> None:
-        batch = self._buffer
-        try:
-            self._send_with_retries(batch)
-        finally:
-            # After a non-retryable error the records not yet sent stay buffered: nothing is dropped.
-            self._buffer = [record for record in batch if not record.done]
-            self._buffer_bytes = sum(record.size for record in self._buffer)
+    def _raise_if_broken(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _hand_off(self) -> None:
+        batch, self._buffer, self._buffer_bytes = self._buffer, [], 0
+        self._batches.put(batch)
+
+    def _send_loop(self) -> None:
+        while True:
+            batch = self._batches.get()
+            try:
+                if batch is None:
+                    return
+                if self.error is not None:
+                    self._unsent += batch
+                    continue
+                try:
+                    self._send_with_retries(batch)
+                except Exception as exc:
+                    self.error = exc
+                    self._unsent += [record for record in batch if not record.done]
+            finally:
+                self._batches.task_done()
 
     def _send_with_retries(self, batch: list[_Pending]) -> None:
         pending = batch
