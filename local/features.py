@@ -156,7 +156,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    engine = Engine(args.database)
+    engine = Engine(args.database, auto_refresh_interval=None)
     try:
         prepare_history_warehouse(engine)
         loaded = load_history(engine, args.history)
