@@ -93,6 +93,7 @@ class Stack:
         opts = self.options
         _check_port(opts.moto_port, "--moto-port")
         _check_port(opts.redshift_port, "--redshift-port")
+        self.template = _load(opts)  # a broken template fails before anything starts
         self._prepare_data_dir()
         os.environ.update(FAKE_CREDENTIALS)
         os.environ.pop("AWS_PROFILE", None)
@@ -182,11 +183,8 @@ class Stack:
 
     def _bootstrap(self) -> None:
         from local.bootstrap import create_resources
-        from local.template import load_template
 
-        self.template = load_template(
-            self.options.template, region=REGION, overrides=self.options.parameters, moto_url=self.moto_url
-        )
+        self.template.moto_url = self.moto_url
         self.resources = create_resources(self.template)
         for spec in self.resources.functions.values():
             spec.environment.update({**LOCAL_FUNCTION_ENV, **self.options.env_overrides})
@@ -279,11 +277,17 @@ class Stack:
         return out
 
 
+def _load(options: StackOptions) -> Any:
+    from local.template import load_template
+
+    return load_template(options.template, region=REGION, overrides=options.parameters)
+
+
 # -- checks -------------------------------------------------------------------------------------------
 
 
 def _require_dependencies() -> None:
-    for module in ("moto.server", "flask", "duckdb", "sqlglot", "cfnlint", "local.redshift.server"):
+    for module in ("moto.server", "flask", "duckdb", "sqlglot", "yaml", "local.redshift.server"):
         try:
             __import__(module)
         except ModuleNotFoundError as exc:

@@ -272,13 +272,13 @@ def load_template(
     moto_url: str = "http://127.0.0.1:5000",
 ) -> Template:
     """Parse the template, settle parameters (defaults, then overrides) and conditions."""
-    from cfnlint.decode import cfn_yaml
+    import yaml
 
     if not Path(path).exists():
         raise TemplateError(f"{path} not found: the local stack creates what the SAM template declares")
     try:
-        body = _plain(cfn_yaml.loads(Path(path).read_text(), str(path)))
-    except Exception as exc:  # cfn-lint raises several YAML error types
+        body = yaml.load(Path(path).read_text(), Loader=_cfn_loader())
+    except yaml.YAMLError as exc:
         raise TemplateError(f"{path}: not a valid template: {exc}") from exc
     if not isinstance(body, dict) or "Resources" not in body:
         raise TemplateError(f"{path}: no Resources section")
@@ -299,12 +299,28 @@ def load_template(
     return template
 
 
-def _plain(node: Any) -> Any:
-    """cfn-lint's node classes -> plain dicts, lists and scalars."""
-    if isinstance(node, Mapping):
-        return {str(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    if isinstance(node, str):
-        return str(node)
-    return node
+def _cfn_loader() -> Any:
+    """PyYAML's SafeLoader plus CloudFormation's short-form tags (`!Ref x` -> {"Ref": "x"}, ...).
+
+    (cfn-lint's own loader does the same but takes seconds to import.)
+    """
+    import yaml
+
+    class CfnLoader(yaml.SafeLoader):
+        pass
+
+    def short_form(loader: Any, suffix: str, node: Any) -> dict[str, Any]:
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        if suffix == "Ref" or suffix == "Condition":
+            return {suffix: value}
+        if suffix == "GetAtt" and isinstance(value, str):
+            value = value.split(".", 1)
+        return {f"Fn::{suffix}": value}
+
+    CfnLoader.add_multi_constructor("!", short_form)
+    return CfnLoader
