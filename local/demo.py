@@ -190,12 +190,20 @@ def _event(stack: Any, dir_name: str, action: str) -> dict[str, Any]:
     return event
 
 
+def _invoke(stack: Any, dir_name: str, event: dict[str, Any]) -> Any:
+    """Invoke a handler in-process; its failure becomes one line naming the function."""
+    try:
+        return stack.invoke(dir_name, event)
+    except Exception as exc:
+        raise DemoError(f"{dir_name} failed: {type(exc).__name__}: {exc}") from exc
+
+
 def _train(stack: Any, result: DemoResult, console: Any) -> None:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     t0 = time.monotonic()
-    outcome = stack.invoke("train_model", _event(stack, "train_model", "start"))
+    outcome = _invoke(stack, "train_model", _event(stack, "train_model", "start"))
     model = outcome.get("started") if isinstance(outcome, dict) else None
     if not model:
         raise DemoError(f"train_model did not start a model version: {outcome}")
@@ -214,7 +222,7 @@ def _train(stack: Any, result: DemoResult, console: Any) -> None:
     result.show_model = _show_model(api, model)
     if state == "FAILED":
         raise DemoError(f"model {model} failed: {dict(result.show_model).get('Failure Reason', '')}")
-    outcome = stack.invoke("train_model", _event(stack, "train_model", "check"))
+    outcome = _invoke(stack, "train_model", _event(stack, "train_model", "check"))
     if model not in (outcome.get("promoted") or []):
         raise DemoError(f"model {model} is READY but train_model did not promote it: {outcome}")
     _timed(result, "train", t0)

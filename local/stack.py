@@ -191,17 +191,24 @@ class Stack:
         os.environ.update(self.function_environment())
 
     def function_environment(self) -> dict[str, str]:
-        """The union of the functions' template environments (they run in this one process)."""
+        """The union of the functions' template environments: they share this one process.
+
+        Settings read at import (Powertools' service name) get each function's own value (see
+        local.lambdas); a setting read later that differs between functions (STATEMENT_TIMEOUT_SECONDS)
+        takes the value of the first function that declares it.
+        """
         env: dict[str, str] = {}
         for spec in self.resources.functions.values():
             for key, value in spec.environment.items():
                 if key in env and env[key] != value and not key.startswith("POWERTOOLS_"):
-                    log.warning(
-                        "%s differs between functions (%r vs %r); using the first", key, env[key], value
+                    log.info(
+                        "%s differs between functions (%r, %r); the process uses %r",
+                        key,
+                        env[key],
+                        value,
+                        env[key],
                     )
                 env.setdefault(key, value)
-        env.update(LOCAL_FUNCTION_ENV)
-        env.update(self.options.env_overrides)
         return env
 
     def function(self, dir_name: str) -> Any:
@@ -335,7 +342,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--moto-port", type=int, default=0, help="moto server port (default: a free one)")
     parser.add_argument("--redshift-port", type=int, default=0, help="Data API port (default: a free one)")
     parser.add_argument("--no-scheduler", action="store_true", help="do not invoke the functions on schedule")
-    parser.add_argument("--template", type=Path, default=TEMPLATE, help="SAM template (default template.yaml)")
+    parser.add_argument(
+        "--template", type=Path, default=TEMPLATE, help="SAM template (default template.yaml)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
