@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench build clean
+.PHONY: install demo test lint format bench build clean sam-build
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -12,12 +12,25 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# aws-sam-cli in its own venv (.venv-sam): its pins clash with the dev tools. About 3.5 minutes to install.
+SAM_VENV  := .venv-sam
+SAM_STAMP := $(SAM_VENV)/.installed
+$(SAM_STAMP):
+	test -d $(SAM_VENV) || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/pip install --quiet 'aws-sam-cli>=1.120'
+	touch $(SAM_STAMP)
+
+install: $(STAMP) $(SAM_STAMP)
+
+# `sam build` needs a python3.13 (the Lambda runtime) on PATH: pyenv's, when there is one.
+sam-build: $(SAM_STAMP)
+	PATH="$$(pyenv prefix 3.13 2>/dev/null || true)/bin:$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build $(ARGS)
 
 demo: $(STAMP)
 	$(BIN)/python -m local demo $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(SAM_STAMP)
 	$(BIN)/pytest $(ARGS)
 
 lint: $(STAMP)
@@ -32,4 +45,4 @@ bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .aws-sam out .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam out .pytest_cache .ruff_cache
