@@ -255,6 +255,8 @@ class StatementStore:
 
     def _finish_failed(self, statement: Statement, error: RedshiftError, elapsed: int) -> None:
         now = self._clock()
+        # The Data API shows the server's message with its severity, e.g. `ERROR: relation "t" does not exist`.
+        message = error.message if error.message.startswith("ERROR:") else f"ERROR: {error.message}"
         # Which statement of a batch failed, if the engine says so; the ones before it ran and were
         # rolled back with the transaction, the ones after never started.
         failed_at = getattr(error, "statement_index", None)
@@ -263,13 +265,13 @@ class StatementStore:
         for n, sub in enumerate(statement.subs):
             sub.updated_at = now
             if failed_at is None or n == failed_at:
-                sub.status, sub.error = "FAILED", error.message
+                sub.status, sub.error = "FAILED", message
                 sub.query_id = next(self._query_ids)
             elif n < failed_at:
                 sub.status, sub.query_id = "FINISHED", next(self._query_ids)
             else:
                 sub.status = "ABORTED"
-        statement.status, statement.error = "FAILED", error.message
+        statement.status, statement.error = "FAILED", message
         statement.updated_at, statement.duration_ns = now, elapsed
         statement.done.set()
 
@@ -293,28 +295,32 @@ class StatementStore:
 
 
 class _CursorTracker:
-    """Finds the DuckDB cursor a statement runs on, so CancelStatement can interrupt it.
+    """Finds the DuckDB connection a statement runs on, so CancelStatement can interrupt it.
 
-    Adapter over the engine's public `cursor()`: the engine opens the cursor for a statement by
-    calling it in the worker thread, so wrapping it on this engine instance tells us which cursor
-    belongs to which statement. DuckDB's `interrupt()` then stops the query and the engine rolls back.
+    Adapter over the engine's public `connection()` / `cursor()`: the engine takes the connection
+    for a statement in the calling (worker) thread, so wrapping these on this engine instance tells
+    us which connection runs which statement. DuckDB's `interrupt()` then stops the query and the
+    engine rolls the transaction back.
     """
 
     def __init__(self, engine: Engine) -> None:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._cursors: dict[str, list[Any]] = {}
-        original = engine.cursor
+        for name in ("connection", "cursor"):
+            if callable(getattr(engine, name, None)):
+                setattr(engine, name, self._tracked(getattr(engine, name)))
 
-        def tracked_cursor(*args: Any, **kwargs: Any) -> Any:
-            cursor = original(*args, **kwargs)
+    def _tracked(self, open_connection: Callable[..., Any]) -> Callable[..., Any]:
+        def tracked(*args: Any, **kwargs: Any) -> Any:
+            con = open_connection(*args, **kwargs)
             statement_id = getattr(self._local, "statement_id", None)
             if statement_id is not None:
                 with self._lock:
-                    self._cursors.setdefault(statement_id, []).append(cursor)
-            return cursor
+                    self._cursors.setdefault(statement_id, []).append(con)
+            return con
 
-        engine.cursor = tracked_cursor  # type: ignore[method-assign]
+        return tracked
 
     def tracking(self, statement_id: str) -> _Tracking:
         return _Tracking(self, statement_id)

@@ -21,6 +21,7 @@ import errno
 import json
 import re
 import signal
+import socket
 import sys
 import threading
 import uuid
@@ -423,6 +424,7 @@ def _decode_token(token: str | None, scope: str) -> int:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: botocore reuses its connections
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
     server: _HttpServer
 
     def do_POST(self) -> None:
@@ -539,6 +541,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="DuckDB database file (created if missing; kept across runs)",
     )
     parser.add_argument("--workers", type=int, default=4, help="statements run in parallel (default 4)")
+    parser.add_argument(
+        "--page-bytes", type=int, default=DEFAULT_PAGE_BYTES, help="GetStatementResult page size in bytes"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -546,10 +551,17 @@ def run(args: argparse.Namespace) -> int:
     if db.parent and not db.parent.exists():
         print(f"error: directory {db.parent} does not exist", file=sys.stderr)
         return 2
-    engine = Engine(db)
+    if not _port_free(args.port):  # checked first: opening the database takes a few seconds
+        print(f"error: cannot listen on 127.0.0.1:{args.port}: port already in use", file=sys.stderr)
+        return 1
+    try:
+        engine = Engine(db)
+    except Exception as exc:  # e.g. the file is locked by another running emulator
+        print(f"error: cannot open database {db}: {exc}", file=sys.stderr)
+        return 1
     try:
         try:
-            handle = start_server(engine, port=args.port, workers=args.workers)
+            handle = start_server(engine, port=args.port, workers=args.workers, page_bytes=args.page_bytes)
         except OSError as exc:
             reason = "port already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
             print(f"error: cannot listen on 127.0.0.1:{args.port}: {reason}", file=sys.stderr)
@@ -566,3 +578,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         engine.close()
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP server binds
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
