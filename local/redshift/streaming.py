@@ -202,9 +202,11 @@ class StreamingManager:
     def drop(self, con: duckdb.DuckDBPyConnection, drop: exp.Drop) -> bool:
         """DROP MATERIALIZED VIEW / DROP SCHEMA of an external schema; False if not ours to handle."""
         kind = (drop.args.get("kind") or "").upper()
-        target = drop.this
+        target = drop.this or next(iter(drop.args.get("tables") or []), None)
+        if target is None:
+            return False
         if kind == "SCHEMA":
-            name = target.name.lower()
+            name = (target.db or target.name).lower()
             if name not in self._external_schemas(con):
                 return False
             con.execute(f"DELETE FROM {catalog.SCHEMA}.external_schemas WHERE schema_name = ?", [name])
@@ -335,6 +337,9 @@ class StreamingManager:
                 failures = self._find_failures(con, view, table)
                 if not failures:
                     raise
+            except BaseException:
+                _rollback(con)  # interrupted: neither the rows nor the checkpoints are kept
+                raise
             finally:
                 con.unregister(BATCH_TABLE)
 
@@ -347,7 +352,7 @@ class StreamingManager:
         def check(offset: int, length: int) -> None:
             con.register(BATCH_TABLE, table.slice(offset, length))
             try:
-                con.execute(f"SELECT * FROM ({view.query_sql})").fetch_arrow_table()
+                con.execute(f"SELECT * FROM ({view.query_sql})").fetchall()
                 return
             except duckdb.Error as exc:
                 if length == 1:

@@ -53,26 +53,26 @@ def split_statements(sql: str) -> list[str]:
         tokens = _REDSHIFT.tokenize(sql)
     except TokenError as exc:
         raise RedshiftError(f"syntax error: {exc}", "42601") from exc
-    statements, start, has_tokens = [], 0, False
+    # Each statement starts at its first token, so leading comments never reach the dispatchers.
+    statements: list[str] = []
+    start: int | None = None
     for token in tokens:
         if token.token_type == sqlglot.TokenType.SEMICOLON:
-            if has_tokens:
+            if start is not None:
                 statements.append(sql[start : token.start].strip())
-            start, has_tokens = token.end + 1, False
-        else:
-            has_tokens = True
-    if has_tokens:
+            start = None
+        elif start is None:
+            start = token.start
+    if start is not None:
         statements.append(sql[start:].strip())
     return statements
 
 
 def leading_words(sql: str, count: int = 4) -> list[str]:
-    """The first `count` tokens of a statement, upper-cased (for dispatching emulator statements)."""
-    try:
-        tokens = _REDSHIFT.tokenize(sql)
-    except TokenError:
-        return []
-    return [t.text.upper() for t in tokens[:count]]
+    """The first `count` words of a statement (without leading comments), upper-cased, for dispatch."""
+    statements = split_statements(sql)
+    text = statements[0] if statements else ""
+    return [w.upper() for w in re.findall(r'"[^"]*"|[^\s(),;]+', text)[:count]]
 
 
 def parse(sql: str) -> exp.Expression:
