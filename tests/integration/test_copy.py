@@ -71,7 +71,7 @@ def test_copy_prefix_gzip_and_delimiter(engine, bucket):
 
 def test_bad_row_fails_the_whole_copy_with_line_and_reason(engine, bucket):
     engine.execute("INSERT INTO history (transaction_id) VALUES (100)")
-    bad = ROWS[:2] + ["3,2018-04-01 00:07:56,not-a-number,146.00,x\n"] + ROWS[2:]
+    bad = [*ROWS[:2], "3,2018-04-01 00:07:56,not-a-number,146.00,x\n", *ROWS[2:]]
     put(bucket, "bad.csv", HEADER + "".join(bad))
     with pytest.raises(RedshiftError) as err:
         engine.execute(f"COPY history FROM 's3://{bucket}/bad.csv' IAM_ROLE default CSV IGNOREHEADER 1")
@@ -85,18 +85,32 @@ def test_bad_row_fails_the_whole_copy_with_line_and_reason(engine, bucket):
 def test_copy_inside_a_failed_batch_keeps_nothing(engine, bucket):
     put(bucket, "ok.csv", "".join(ROWS))
     with pytest.raises(RedshiftError, match='relation "missing" does not exist'):
-        engine.execute_batch([f"COPY history FROM 's3://{bucket}/ok.csv' IAM_ROLE default CSV", "SELECT * FROM missing"])
+        engine.execute_batch(
+            [f"COPY history FROM 's3://{bucket}/ok.csv' IAM_ROLE default CSV", "SELECT * FROM missing"]
+        )
     assert engine.execute("SELECT count(*) FROM history").rows == [(0,)]
 
 
 @pytest.mark.parametrize(
     ("sql", "message"),
     [
-        ("COPY history FROM 's3://{bucket}/nothing-here' IAM_ROLE default CSV", "S3 prefix 'nothing-here' does not exist"),
+        (
+            "COPY history FROM 's3://{bucket}/nothing-here' IAM_ROLE default CSV",
+            "S3 prefix 'nothing-here' does not exist",
+        ),
         ("COPY nope FROM 's3://{bucket}/x.csv' IAM_ROLE default CSV", 'relation "nope" does not exist'),
-        ("COPY history FROM 's3://{bucket}/x.csv' IAM_ROLE default FORMAT AS PARQUET", "PARQUET is not supported"),
-        ("COPY history FROM 's3://{bucket}/x.csv' IAM_ROLE default CSV WIBBLE", 'syntax error at or near "WIBBLE"'),
-        ("COPY history (nope) FROM 's3://{bucket}/x.csv' IAM_ROLE default CSV", 'column "nope" of relation "history"'),
+        (
+            "COPY history FROM 's3://{bucket}/x.csv' IAM_ROLE default FORMAT AS PARQUET",
+            "PARQUET is not supported",
+        ),
+        (
+            "COPY history FROM 's3://{bucket}/x.csv' IAM_ROLE default CSV WIBBLE",
+            'syntax error at or near "WIBBLE"',
+        ),
+        (
+            "COPY history (nope) FROM 's3://{bucket}/x.csv' IAM_ROLE default CSV",
+            'column "nope" of relation "history"',
+        ),
     ],
 )
 def test_copy_errors_are_clear(engine, bucket, sql, message):
