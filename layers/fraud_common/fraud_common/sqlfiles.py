@@ -54,7 +54,7 @@ def fill(sql: str, values: Mapping[str, str], source: str = "<sql>") -> str:
         if name not in values:
             raise SqlTemplateError(f"{source}: no value for placeholder ${{{name}}}")
         value = str(values[name])
-        if not ALLOWED[name].match(value):
+        if not ALLOWED[name].fullmatch(value):  # fullmatch: `$` alone lets a final newline through
             raise SqlTemplateError(f"{source}: value {value!r} is not valid for ${{{name}}}")
         return value
 
