@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
@@ -21,9 +20,6 @@ from typing import Any
 
 from local.template import REPO, TemplateError
 
-# Where the history must be for the COPY statements of sql/migrations/002_history.sql.
-HISTORY_PREFIX = "history/transactions"
-CUSTOMER_INFO_PREFIX = "history/customer_info"
 DEMO_ENV = {
     "POLL_INTERVAL_SECONDS": "0.5",  # score every half second: alert latency well under 2 s
     "POWERTOOLS_LOG_LEVEL": "WARNING",  # the live view owns the terminal
@@ -91,6 +87,7 @@ def run_demo(config: DemoConfig, console: Any = None) -> DemoResult:
     """Run every step on a fresh local stack; raises DemoError with the failing step."""
     from rich.console import Console
 
+    from local.seed import SeedError, load_history, train_first_model
     from local.stack import Stack, StackOptions
 
     console = console or Console()
@@ -107,9 +104,23 @@ def run_demo(config: DemoConfig, console: Any = None) -> DemoResult:
         console.print(
             f"[bold]local stack up[/]: moto {stack.moto_url}, Redshift Data API {stack.redshift.url}"
         )
-        world, history = _load_history(stack, config, result, console)
-        _train(stack, result, console)
-        _stream(stack, config, world, history, result, console)
+        try:
+            seeded = load_history(
+                stack,
+                customers=config.customers,
+                days=config.days,
+                seed=config.seed,
+                work_dir=config.out_dir,
+                console=console,
+                terminals=config.terminals,
+            )
+            train_first_model(stack, seeded, console)
+        except SeedError as exc:
+            raise DemoError(str(exc)) from exc
+        result.history_rows, result.history_frauds = seeded.history_rows, seeded.history_frauds
+        result.model_name, result.show_model = seeded.model_name, seeded.show_model
+        result.timings_s.update(seeded.timings_s)
+        _stream(stack, config, seeded.world, seeded.history, result, console)
         _collect(stack, result)
     result.timings_s["total"] = time.monotonic() - started
     from local.report import compute_metrics, write_report
@@ -123,123 +134,6 @@ def _timed(result: DemoResult, name: str, started: float) -> None:
     result.timings_s[name] = time.monotonic() - started
 
 
-def _load_history(stack: Any, config: DemoConfig, result: DemoResult, console: Any) -> tuple[Any, Any]:
-    from fraud_common.settings import SqlSettings
-
-    from producer.export import export_history, upload_to_s3
-    from producer.simulator import WorldConfig, customer_info, simulate_history
-
-    sql = SqlSettings.from_env()
-    t0 = time.monotonic()
-    world_config = WorldConfig(
-        n_customers=config.customers,
-        n_terminals=config.terminals or 2 * config.customers,
-        n_days=config.days,
-        seed=config.seed,
-    )
-    with console.status(f"simulating {config.days} days of {config.customers:,} customers..."):
-        world, history = simulate_history(world_config)
-        info = customer_info(world)
-    result.history_rows, result.history_frauds = len(history), int(history.TX_FRAUD.sum())
-    _timed(result, "simulate", t0)
-    console.print(
-        f"history: {result.history_rows:,} transactions, {result.history_frauds:,} frauds "
-        f"({result.history_frauds / max(result.history_rows, 1):.2%}) in {result.timings_s['simulate']:.1f} s"
-    )
-    t0 = time.monotonic()
-    with console.status("exporting the history and uploading it to S3..."):
-        paths = export_history(history, info, config.out_dir / "history", gzip=True)
-        upload_to_s3([paths["transactions"]], f"s3://{sql.s3_bucket}/{HISTORY_PREFIX}")
-        upload_to_s3([paths["customer_info"]], f"s3://{sql.s3_bucket}/{CUSTOMER_INFO_PREFIX}")
-    _timed(result, "export_upload", t0)
-    t0 = time.monotonic()
-    with console.status(
-        "applying the SQL migrations (apply_sql handler: streams, COPY, features, tables)..."
-    ):
-        try:
-            stack.apply_migrations()
-        except Exception as exc:
-            raise DemoError(f"migrations: {exc}") from exc
-    _timed(result, "migrations_copy", t0)
-    loaded = _count(_api(), "SELECT count(*) AS n FROM cust_payment_tx_history")
-    if loaded != result.history_rows:
-        raise DemoError(f"COPY loaded {loaded:,} history rows, expected {result.history_rows:,}")
-    console.print(
-        f"migrations applied and history loaded by COPY ({loaded:,} rows) in {result.timings_s['migrations_copy']:.1f} s"
-    )
-    return world, history
-
-
-def _api() -> Any:
-    from fraud_common.dataapi import DataApi
-    from fraud_common.settings import WarehouseSettings
-
-    return DataApi(WarehouseSettings.from_env())
-
-
-def _count(api: Any, sql: str, parameters: dict[str, Any] | None = None) -> int:
-    return int(next(iter(api.query(sql, parameters)[0].values())))
-
-
-def _event(stack: Any, dir_name: str, action: str) -> dict[str, Any]:
-    from local.scheduler import event_file
-
-    path = event_file(stack.function(dir_name), (action,))
-    event = json.loads(path.read_text()) if path else {}
-    event["action"] = action
-    return event
-
-
-def _invoke(stack: Any, dir_name: str, event: dict[str, Any]) -> Any:
-    """Invoke a handler in-process; its failure becomes one line naming the function."""
-    try:
-        return stack.invoke(dir_name, event)
-    except Exception as exc:
-        raise DemoError(f"{dir_name} failed: {type(exc).__name__}: {exc}") from exc
-
-
-def _train(stack: Any, result: DemoResult, console: Any) -> None:
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-    from rich.table import Table
-
-    t0 = time.monotonic()
-    outcome = _invoke(stack, "train_model", _event(stack, "train_model", "start"))
-    model = outcome.get("started") if isinstance(outcome, dict) else None
-    if not model:
-        raise DemoError(f"train_model did not start a model version: {outcome}")
-    result.model_name = model
-    api = _api()
-    state = "TRAINING"
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
-    ) as bar:
-        task = bar.add_task(f"CREATE MODEL {model}: TRAINING", total=None)
-        while state not in ("READY", "FAILED"):
-            time.sleep(1.0)
-            rows = _show_model(api, model)
-            state = dict(rows).get("Model State", "TRAINING").upper()
-            bar.update(task, description=f"CREATE MODEL {model}: {state}")
-    result.show_model = _show_model(api, model)
-    if state == "FAILED":
-        raise DemoError(f"model {model} failed: {dict(result.show_model).get('Failure Reason', '')}")
-    outcome = _invoke(stack, "train_model", _event(stack, "train_model", "check"))
-    if model not in (outcome.get("promoted") or []):
-        raise DemoError(f"model {model} is READY but train_model did not promote it: {outcome}")
-    _timed(result, "train", t0)
-    table = Table(title=f"SHOW MODEL {model}", show_header=False)
-    for key, value in result.show_model:
-        table.add_row(key, value if len(value) < 100 else value[:97] + "...")
-    console.print(table)
-    console.print(f"model trained and promoted in {result.timings_s['train']:.1f} s")
-
-
-def _show_model(api: Any, model: str) -> list[tuple[str, str]]:
-    rows = api.query(f"SHOW MODEL {model}")  # model comes from train_model's own identifier check
-    return [
-        (str(k).strip(), "" if v is None else str(v).strip()) for k, v in (list(r.values())[:2] for r in rows)
-    ]
-
-
 def _stream(
     stack: Any, config: DemoConfig, world: Any, history: Any, result: DemoResult, console: Any
 ) -> None:
@@ -247,6 +141,7 @@ def _stream(
     from rich.live import Live
 
     from local.monitor import Monitor, render
+    from local.seed import data_api
     from producer.kinesis import KinesisWriter
     from producer.simulator import LiveSimulator
     from producer.stream import run_stream
@@ -275,7 +170,7 @@ def _stream(
         except Exception as exc:  # reported after the view closes
             box["error"] = exc
 
-    api = _api()
+    api = data_api()
     producer = threading.Thread(target=produce, name="producer", daemon=True)
     t0 = time.monotonic()
     producer.start()
@@ -340,7 +235,9 @@ def _collect(stack: Any, result: DemoResult) -> None:
     import boto3
     from fraud_common.settings import ActionSettings
 
-    api = _api()
+    from local.seed import data_api
+
+    api = data_api()
     first_id = min(result.truth) if result.truth else 0
     params = {"first_id": first_id}
     row = api.query(

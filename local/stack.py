@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from local.seed import SeedError
 from local.template import REPO, TEMPLATE, TemplateError
 
 DEFAULT_DATA_DIR = REPO / ".local-data"
@@ -345,6 +346,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--template", type=Path, default=TEMPLATE, help="SAM template (default template.yaml)"
     )
+    parser.add_argument(
+        "--customers", type=int, default=500, help="customers of the seeded history (default 500)"
+    )
+    parser.add_argument("--days", type=int, default=60, help="days of seeded history (default 60)")
+    parser.add_argument("--seed", type=int, default=42, help="simulation seed")
+    parser.add_argument("--no-history", action="store_true", help="no history, no model: only the migrations")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -356,7 +363,8 @@ def run(args: argparse.Namespace) -> int:
         moto_port=args.moto_port,
         redshift_port=args.redshift_port,
         fresh=args.fresh,
-        scheduler=not args.no_scheduler,
+        scheduler=False,
+        apply_migrations=False,
         template=args.template,
     )
     stack = Stack(options)
@@ -365,10 +373,15 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         stack.start()
-    except (StackError, TemplateError) as exc:
+        _seed(stack, args)
+        if not args.no_scheduler:
+            stack.start_scheduler()
+    except (StackError, TemplateError, SeedError) as exc:
+        stack.stop()
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # anything else during start-up still gets one line, not a traceback
+        stack.stop()
         print(f"error: the local stack failed to start: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     try:
@@ -379,6 +392,27 @@ def run(args: argparse.Namespace) -> int:
     finally:
         stack.stop()
     return 0
+
+
+def _seed(stack: Stack, args: argparse.Namespace) -> None:
+    """History in the warehouse and a promoted model, so the stack scores what a producer sends."""
+    from rich.console import Console
+
+    from local.seed import load_history, train_first_model
+
+    if args.no_history:
+        stack.apply_migrations()
+        return
+    console = Console(stderr=True)
+    seeded = load_history(
+        stack,
+        customers=args.customers,
+        days=args.days,
+        seed=args.seed,
+        work_dir=args.data_dir,
+        console=console,
+    )
+    train_first_model(stack, seeded, console)
 
 
 def print_banner(stack: Stack) -> None:
