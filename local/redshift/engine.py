@@ -205,7 +205,20 @@ class Engine:
             if handled:
                 return Result()
         expression = tr.rewrite(tr.bind_parameters(expression, parameters))
+        if any(expression.find_all(exp.Avg, exp.Div)):
+            expression = tr.apply_type_rules(expression, self._schema(con))
         return self._run(con, expression)
+
+    def _schema(self, con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
+        """Column types of every table and view, for the type-dependent Redshift rules."""
+        schema: dict[str, dict[str, str]] = {}
+        rows = con.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'main' ORDER BY table_name, ordinal_position"
+        ).fetchall()
+        for table, column, data_type in rows:
+            schema.setdefault(table, {})[column] = data_type
+        return schema
 
     def _run(self, con: duckdb.DuckDBPyConnection, expression: exp.Expression) -> Result:
         self.streaming.check_not_stream_source(expression)

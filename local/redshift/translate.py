@@ -212,3 +212,78 @@ def table_key(table: exp.Table) -> str:
     schema = table.db.lower()
     name = table.name.lower()
     return name if schema in ("", "public", "main") else f"{schema}.{name}"
+
+
+_INTEGER_TYPES = {
+    exp.DataType.Type.TINYINT: 5,
+    exp.DataType.Type.SMALLINT: 5,
+    exp.DataType.Type.INT: 10,
+    exp.DataType.Type.BIGINT: 19,
+    exp.DataType.Type.INT128: 38,
+}
+
+
+def _decimal_of(data_type: exp.DataType | None) -> tuple[int, int] | None:
+    """(precision, scale) of a DECIMAL or integer type; None for anything else."""
+    if data_type is None:
+        return None
+    if data_type.this in _INTEGER_TYPES:
+        return _INTEGER_TYPES[data_type.this], 0
+    if data_type.this == exp.DataType.Type.DECIMAL:
+        params = [int(p.name) for p in data_type.expressions if p.name.isdigit()]
+        return (params[0], params[1] if len(params) > 1 else 0) if params else (18, 0)
+    return None
+
+
+def _type_rule(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.Avg) and not isinstance(node.this, exp.Distinct):
+        arg = _decimal_of(node.this.type)
+        if arg and node.this.type.this == exp.DataType.Type.DECIMAL:
+            return exp.cast(node.copy(), exp.DataType.build(f"DECIMAL(38, {arg[1]})"))
+        if arg:
+            return exp.cast(node.copy(), exp.DataType.Type.BIGINT)  # Redshift: AVG of integers is BIGINT
+    if isinstance(node, exp.Div):
+        left, right = _decimal_of(node.this.type), _decimal_of(node.expression.type)
+        decimals = {node.this.type.this, node.expression.type.this} & {exp.DataType.Type.DECIMAL}
+        if left and right and decimals:
+            (p1, s1), (p2, s2) = left, right
+            p1 = 38 if isinstance(node.this, exp.Sum) else p1  # Redshift: SUM(DECIMAL(p,s)) is DECIMAL(38,s)
+            p2 = 38 if isinstance(node.expression, exp.Sum) else p2
+            scale = max(4, s1 + p2 - s2 + 1)
+            precision = p1 - s1 + s2 + scale
+            if precision > 38:
+                scale = max(38 - (p1 - s1 + s2), 4)
+                precision = 38
+            # DuckDB divides decimals in DOUBLE; going through scale 9 keeps the cast exact (a direct
+            # DOUBLE -> DECIMAL(p, 22) cast shows binary noise), at the cost of digits past the 9th.
+            exact = exp.cast(node.copy(), exp.DataType.build(f"DECIMAL(38, {min(scale, 9)})"))
+            return exp.Cast(this=exact, to=exp.DataType.build(f"DECIMAL({precision}, {scale})"))
+    return node
+
+
+def apply_type_rules(expression: exp.Expression, schema: dict[str, dict[str, str]]) -> exp.Expression:
+    """Redshift's result types where DuckDB's differ: AVG(DECIMAL(p,s)) is DECIMAL(38,s), AVG(INT) is
+    BIGINT, DECIMAL division keeps Redshift's scale (max(4, s1 + p2 - s2 + 1)) instead of DOUBLE.
+
+    Needs column types, so the query is qualified against `schema` ({table: {column: type}}); if
+    sqlglot cannot resolve it, the expression is returned unchanged (DuckDB's types then apply).
+    """
+    from sqlglot.optimizer.annotate_types import annotate_types
+    from sqlglot.optimizer.qualify import qualify
+
+    query = expression.expression if isinstance(expression, exp.Create | exp.Insert) else expression
+    if not isinstance(query, exp.Query) or not any(query.find_all(exp.Avg, exp.Div)):
+        return expression
+    try:
+        qualified = qualify(
+            query.copy(), schema=schema, dialect="redshift", expand_stars=False, validate_qualify_columns=False,
+            identify=False, quote_identifiers=False,
+        )  # fmt: skip
+        annotate_types(qualified, schema=schema, dialect="redshift")
+        qualified = qualified.transform(_type_rule)
+    except Exception:  # sqlglot could not resolve a name or type: keep DuckDB's typing
+        return expression
+    if query is expression:
+        return qualified
+    query.replace(qualified)
+    return expression

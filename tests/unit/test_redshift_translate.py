@@ -214,3 +214,22 @@ def test_unknown_functions_pass_through_as_plain_calls():
 
 def test_split_statements_respects_strings_and_comments():
     assert split_statements("select ';' ; -- c;\n select 2; /* x; */") == ["select ';'", "select 2"]
+
+
+def test_avg_keeps_redshift_types(engine):
+    result = engine.execute("SELECT avg(amount) AS a, avg(customer_id) AS c FROM tx WHERE id IN (1, 2, 3)")
+    a, c = result.columns
+    assert (a.type_name, a.precision, a.scale) == ("numeric", 38, 2)  # AVG(DECIMAL(9,2)) is DECIMAL(38,2)
+    assert c.type_name == "int8"  # AVG of integers is BIGINT
+    assert result.rows == [(Decimal("11.92"), 10)]  # 35.75 / 3 = 11.9166..., (10+10+11) / 3 = 10.33...
+
+
+def test_decimal_division_scale(engine):
+    result = engine.execute(
+        "SELECT amount / 4 AS q, sum(amount) / count(*) AS m FROM tx WHERE id = 1 GROUP BY amount"
+    )
+    q, m = result.columns
+    # DECIMAL(9,2) / INT: scale max(4, 2 + 10 - 0 + 1) = 13, precision 9 - 2 + 0 + 13 = 20.
+    assert (q.precision, q.scale) == (20, 13)
+    assert (m.precision, m.scale) == (38, 4)
+    assert result.rows == [(Decimal("2.5000000000000"), Decimal("10.0000"))]
