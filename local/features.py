@@ -125,7 +125,7 @@ def load_history(engine: Engine, path: Path) -> int:
 
 def compute_history_features(engine: Engine) -> int:
     """Featurise history rows not featurised yet into history_features (THE definition); returns rows added."""
-    result = engine.execute("INSERT INTO history_features SELECT * FROM tx_features WHERE source = 'history'")
+    result = engine.execute((SQL_DIR / "queries" / "featurise_history.sql").read_text())
     return result.rowcount
 
 

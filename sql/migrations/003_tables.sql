@@ -8,25 +8,6 @@ CREATE TABLE IF NOT EXISTS model_registry (
     promoted_at timestamp
 );
 
-CREATE TABLE IF NOT EXISTS fraud_scores (
-    transaction_id bigint NOT NULL,
-    tx_datetime timestamp NOT NULL,
-    customer_id integer NOT NULL,
-    terminal_id integer NOT NULL,
-    tx_amount decimal(18, 2) NOT NULL,
-    score float8 NOT NULL,
-    prediction integer NOT NULL,
-    threshold float8 NOT NULL,
-    model_version varchar(127) NOT NULL,
-    reasons varchar(1000),
-    produced_at bigint,
-    arrived_at timestamp,
-    stream_refresh_time timestamp,
-    scored_at timestamp NOT NULL DEFAULT getdate()
-)
-DISTKEY (transaction_id)
-SORTKEY (stream_refresh_time);
-
 CREATE TABLE IF NOT EXISTS fraud_alerts (
     transaction_id bigint NOT NULL,
     score float8 NOT NULL,

@@ -82,16 +82,59 @@ CREATE TABLE IF NOT EXISTS history_features (
 DISTKEY (customer_id)
 SORTKEY (tx_datetime);
 
+-- Every stream transaction scored, once: the features the model saw, the score and why.
+CREATE TABLE IF NOT EXISTS fraud_scores (
+    transaction_id bigint NOT NULL,
+    tx_datetime timestamp NOT NULL,
+    customer_id integer NOT NULL,
+    terminal_id integer NOT NULL,
+    tx_amount decimal(18, 2) NOT NULL,
+    tx_during_weekend integer NOT NULL,
+    tx_during_night integer NOT NULL,
+    customer_id_nb_tx_1day_window float8 NOT NULL,
+    customer_id_avg_amount_1day_window float8 NOT NULL,
+    customer_id_nb_tx_7day_window float8 NOT NULL,
+    customer_id_avg_amount_7day_window float8 NOT NULL,
+    customer_id_nb_tx_30day_window float8 NOT NULL,
+    customer_id_avg_amount_30day_window float8 NOT NULL,
+    terminal_id_nb_tx_1day_window float8 NOT NULL,
+    terminal_id_risk_1day_window float8 NOT NULL,
+    terminal_id_nb_tx_7day_window float8 NOT NULL,
+    terminal_id_risk_7day_window float8 NOT NULL,
+    terminal_id_nb_tx_30day_window float8 NOT NULL,
+    terminal_id_risk_30day_window float8 NOT NULL,
+    customer_id_nb_tx_baseline_window float8 NOT NULL,
+    customer_id_avg_amount_baseline_window float8 NOT NULL,
+    amount_to_baseline_ratio float8 NOT NULL,
+    customer_avg_amount_14day_to_baseline_ratio float8 NOT NULL,
+    terminal_id_days_since_last_fraud float8 NOT NULL,
+    terminal_id_days_since_first_fraud float8 NOT NULL,
+    terminal_id_last_known_label integer NOT NULL,
+    score float8 NOT NULL,
+    prediction integer NOT NULL,
+    threshold float8 NOT NULL,
+    model_version varchar(127) NOT NULL,
+    reasons varchar(1000),
+    produced_at bigint,
+    arrived_at timestamp,
+    stream_refresh_time timestamp,
+    scored_at timestamp NOT NULL DEFAULT getdate()
+)
+DISTKEY (transaction_id)
+SORTKEY (stream_refresh_time);
+
 -- What needs features: stream transactions not scored yet (from the scoring watermark on), and
 -- history transactions newer than the last computed history feature.
 CREATE OR REPLACE VIEW feature_targets AS
 SELECT transaction_id, tx_datetime, customer_id, terminal_id, tx_amount, tx_fraud,
-       'history'::varchar(8) AS source
+       'history'::varchar(8) AS source, NULL::bigint AS produced_at, NULL::timestamp AS arrived_at,
+       NULL::timestamp AS stream_refresh_time
 FROM cust_payment_tx_history
 WHERE tx_datetime > (SELECT COALESCE(MAX(tx_datetime), '1900-01-01'::timestamp) FROM history_features)
 UNION ALL
 SELECT s.transaction_id, s.tx_datetime, s.customer_id, s.terminal_id, s.tx_amount, NULL::integer AS tx_fraud,
-       'stream'::varchar(8) AS source
+       'stream'::varchar(8) AS source, s.produced_at, s.approximate_arrival_timestamp AS arrived_at,
+       s.refresh_time AS stream_refresh_time
 FROM stream_transactions s
 WHERE s.refresh_time >= (SELECT COALESCE(MAX(stream_refresh_time), '1900-01-01'::timestamp) FROM fraud_scores)
   AND NOT EXISTS (SELECT 1 FROM fraud_scores f WHERE f.transaction_id = s.transaction_id)
@@ -103,7 +146,8 @@ WHERE s.refresh_time >= (SELECT COALESCE(MAX(stream_refresh_time), '1900-01-01':
 -- (t - 44 days, t - 14 days], before any current compromise (which lasts up to 14 days).
 CREATE OR REPLACE VIEW tx_features AS
 WITH targets AS (
-    SELECT transaction_id, tx_datetime, customer_id, terminal_id, tx_amount, tx_fraud, source
+    SELECT transaction_id, tx_datetime, customer_id, terminal_id, tx_amount, tx_fraud, source,
+           produced_at, arrived_at, stream_refresh_time
     FROM feature_targets
 ),
 customer_scope AS (
@@ -190,6 +234,7 @@ terminal_known AS (
     SELECT terminal_id, point_at, nb, frauds, fraud FROM terminal_running WHERE n = 1
 )
 SELECT t.transaction_id, t.tx_datetime, t.customer_id, t.terminal_id, t.tx_amount, t.tx_fraud, t.source,
+       t.produced_at, t.arrived_at, t.stream_refresh_time,
        CASE WHEN EXTRACT(DOW FROM t.tx_datetime) IN (0, 6) THEN 1 ELSE 0 END AS tx_during_weekend,
        CASE WHEN EXTRACT(HOUR FROM t.tx_datetime) <= 6 THEN 1 ELSE 0 END AS tx_during_night,
        (c.nb_0 - c.nb_1)::float8 AS customer_id_nb_tx_1day_window,

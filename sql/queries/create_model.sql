@@ -1,0 +1,32 @@
+-- Train a model version on the training set: XGBoost with 'reg:logistic', so the function returns a
+-- probability (binary:logistic would return only a class) and the alert threshold stays a setting.
+-- Training window: the last 42 days of labelled transactions (several weeks beat one; the handbook
+-- trains on 7). MAX_CELLS is raised above Redshift's default of 1,000,000 cells so the training set
+-- (about 400k rows x 23 columns) is not silently sampled down.
+CREATE MODEL ${MODEL_NAME}
+FROM (
+    SELECT tx_amount,
+           tx_during_weekend, tx_during_night, customer_id_nb_tx_1day_window,
+       customer_id_avg_amount_1day_window, customer_id_nb_tx_7day_window, customer_id_avg_amount_7day_window,
+       customer_id_nb_tx_30day_window, customer_id_avg_amount_30day_window, terminal_id_nb_tx_1day_window,
+       terminal_id_risk_1day_window, terminal_id_nb_tx_7day_window, terminal_id_risk_7day_window,
+       terminal_id_nb_tx_30day_window, terminal_id_risk_30day_window, customer_id_nb_tx_baseline_window,
+       customer_id_avg_amount_baseline_window, amount_to_baseline_ratio, customer_avg_amount_14day_to_baseline_ratio,
+       terminal_id_days_since_last_fraud, terminal_id_days_since_first_fraud, terminal_id_last_known_label,
+           tx_fraud
+    FROM training_set
+    WHERE tx_datetime > DATEADD(day, -42, (SELECT MAX(tx_datetime) FROM training_set))
+)
+TARGET tx_fraud
+FUNCTION ${MODEL_FUNCTION}
+IAM_ROLE '${IAM_ROLE}'
+AUTO OFF
+MODEL_TYPE XGBOOST
+OBJECTIVE 'reg:logistic'
+PREPROCESSORS 'none'
+HYPERPARAMETERS DEFAULT EXCEPT (NUM_ROUND '200', MAX_DEPTH '6', ETA '0.1')
+SETTINGS (
+    S3_BUCKET '${S3_BUCKET}',
+    MAX_RUNTIME ${MAX_RUNTIME},
+    MAX_CELLS ${MAX_CELLS}
+);
