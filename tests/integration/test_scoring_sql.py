@@ -17,8 +17,8 @@ from pathlib import Path
 import boto3
 import pandas as pd
 import pytest
-
 from fraud_common.sqlfiles import fill, split_statements
+
 from local.redshift.engine import Engine
 from tests.conftest import SHARED
 
@@ -172,8 +172,8 @@ def test_scoring_exactly_once_with_duplicates_and_bad_records(warehouse, data) -
     records = [tx_record(r) for r in first.itertuples()]
     keys = [str(r.CUSTOMER_ID) for r in first.itertuples()]
     # a duplicate delivery of 20 transactions, a non-JSON record and a record missing its id
-    records += records[:20] + [b"\xff\xfe not json", json.dumps({"TX_AMOUNT": 3}).encode()]
-    keys += keys[:20] + ["x", "y"]
+    records += [*records[:20], b"\xff\xfe not json", json.dumps({"TX_AMOUNT": 3}).encode()]
+    keys += [*keys[:20], "x", "y"]
     put_records(kinesis, "test-tx", records, keys)
     refresh(engine)
 
@@ -188,7 +188,8 @@ def test_scoring_exactly_once_with_duplicates_and_bad_records(warehouse, data) -
     assert query(engine, "score_new_transactions", {"threshold": "0.5"}).rowcount == len(second)
 
     counts = rows(
-        engine, "SELECT count(*) AS n, count(DISTINCT transaction_id) AS ids, min(model_version) AS v FROM fraud_scores"
+        engine,
+        "SELECT count(*) AS n, count(DISTINCT transaction_id) AS ids, min(model_version) AS v FROM fraud_scores",
     )[0]
     assert counts == {"n": 300, "ids": 300, "v": "fraud_model_v1"}
     dropped = {r["reason"]: r["records"] for r in rows(engine, "SELECT * FROM ops_dropped_records")}
@@ -213,13 +214,20 @@ def test_stream_features_equal_the_definition_on_history(warehouse, data) -> Non
         con.close()
         compute_history_features(oracle)
         expected = pd.DataFrame(
-            rows(oracle, "SELECT * FROM history_features WHERE tx_datetime >= '2018-08-14' ORDER BY transaction_id")
+            rows(
+                oracle,
+                "SELECT * FROM history_features WHERE tx_datetime >= '2018-08-14' ORDER BY transaction_id",
+            )
         )
     finally:
         oracle.close()
     merged = scored.merge(expected, on="transaction_id", suffixes=("", "_hist"))
     assert len(merged) == len(scored)
-    for column in ("customer_id_nb_tx_7day_window", "customer_id_avg_amount_30day_window", "amount_to_baseline_ratio"):
+    for column in (
+        "customer_id_nb_tx_7day_window",
+        "customer_id_avg_amount_30day_window",
+        "amount_to_baseline_ratio",
+    ):
         assert (merged[column] - merged[f"{column}_hist"]).abs().max() < 1e-9, column
     # terminal windows end 7 days back: all of it is history, labels included
     for column in ("terminal_id_nb_tx_30day_window", "terminal_id_risk_30day_window"):
@@ -236,7 +244,10 @@ def test_outbox_holds_only_scores_above_threshold_with_true_reasons(warehouse) -
     assert above < 300
     assert query(engine, "enqueue_alerts", {"threshold": str(threshold)}).rowcount == 0, "enqueued once"
 
-    pending = rows(engine, fill((SQL / "queries" / "pending_alerts.sql").read_text(), PLACEHOLDERS).replace(":limit", "1000"))
+    pending = rows(
+        engine,
+        fill((SQL / "queries" / "pending_alerts.sql").read_text(), PLACEHOLDERS).replace(":limit", "1000"),
+    )
     assert len(pending) == enqueued
     assert all(p["score"] >= threshold and p["full_name"].startswith("Card Holder") for p in pending)
     scores = {r["transaction_id"]: r for r in rows(engine, "SELECT * FROM fraud_scores")}
@@ -257,7 +268,9 @@ def test_outbox_holds_only_scores_above_threshold_with_true_reasons(warehouse) -
     sent = pending[0]["transaction_id"]
     result = query(engine, "mark_alert_sent", {"transaction_id": str(sent), "message_id": "msg-1"})
     assert result.rowcount == 1
-    assert query(engine, "mark_alert_sent", {"transaction_id": str(sent), "message_id": "msg-2"}).rowcount == 0
+    assert (
+        query(engine, "mark_alert_sent", {"transaction_id": str(sent), "message_id": "msg-2"}).rowcount == 0
+    )
     (row,) = rows(engine, f"SELECT status, message_id FROM fraud_alerts WHERE transaction_id = {sent}")
     assert row == {"status": "sent", "message_id": "msg-1"}
 
@@ -267,12 +280,18 @@ def test_labels_from_the_stream_reach_terminal_risk_and_training_set(warehouse, 
     _, stream = data
     labelled = stream.iloc[:40]
     records = [
-        json.dumps({"TRANSACTION_ID": int(r.TRANSACTION_ID), "TX_FRAUD": int(r.TX_FRAUD), "LABELLED_AT": "x"}).encode()
+        json.dumps(
+            {"TRANSACTION_ID": int(r.TRANSACTION_ID), "TX_FRAUD": int(r.TX_FRAUD), "LABELLED_AT": "x"}
+        ).encode()
         for r in labelled.itertuples()
     ]
     put_records(kinesis, "test-labels", records, [str(r.TRANSACTION_ID) for r in labelled.itertuples()])
     refresh(engine)
-    got = rows(engine, "SELECT count(*) AS n, sum(tx_fraud) AS frauds FROM training_set WHERE source = 'stream'")[0]
+    got = rows(
+        engine, "SELECT count(*) AS n, sum(tx_fraud) AS frauds FROM training_set WHERE source = 'stream'"
+    )[0]
     assert got["n"] == 40 and got["frauds"] == labelled.TX_FRAUD.sum()
-    events = rows(engine, "SELECT count(*) AS n FROM tx_events WHERE source = 'stream' AND tx_fraud IS NOT NULL")
+    events = rows(
+        engine, "SELECT count(*) AS n FROM tx_events WHERE source = 'stream' AND tx_fraud IS NOT NULL"
+    )
     assert events[0]["n"] == 40
