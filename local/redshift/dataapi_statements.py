@@ -195,12 +195,12 @@ class StatementStore:
             self._cursors.interrupt(statement.id)
 
     def shutdown(self) -> None:
-        with self._lock:
-            running = [s for s in self._statements.values() if s.status in ACTIVE]
-            for statement in running:
-                statement.cancel_requested = True
-        for statement in running:
-            self._cursors.interrupt(statement.id)
+        """Cancel what is queued or running (rolled back, as a dropped Redshift session would be)."""
+        for statement in self.all():
+            try:
+                self.cancel(statement)
+            except NotCancellable:
+                pass  # ended meanwhile
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     # -- execution (worker threads) -----------------------------------------------------------
@@ -245,12 +245,14 @@ class StatementStore:
         now = self._clock()
         per_sub = elapsed // max(len(statement.subs), 1)
         for sub, result, enc in zip(statement.subs, results, encoded, strict=True):
-            sub.status, sub.updated_at, sub.duration_ns = "FINISHED", now, per_sub
+            sub.updated_at, sub.duration_ns = now, per_sub
             sub.query_id = next(self._query_ids)
             sub.has_result_set = result.has_result_set
             sub.result_rows = len(result.rows) if result.has_result_set else max(result.rowcount, 0)
             sub.result = enc if result.has_result_set else None
-        statement.status, statement.updated_at, statement.duration_ns = "FINISHED", now, elapsed
+            sub.status = "FINISHED"  # last: readers do not take the lock, FINISHED means all is there
+        statement.updated_at, statement.duration_ns = now, elapsed
+        statement.status = "FINISHED"
         statement.done.set()
 
     def _finish_failed(self, statement: Statement, error: RedshiftError, elapsed: int) -> None:
@@ -265,23 +267,24 @@ class StatementStore:
         for n, sub in enumerate(statement.subs):
             sub.updated_at = now
             if failed_at is None or n == failed_at:
-                sub.status, sub.error = "FAILED", message
-                sub.query_id = next(self._query_ids)
+                sub.error, sub.query_id = message, next(self._query_ids)
+                sub.status = "FAILED"
             elif n < failed_at:
-                sub.status, sub.query_id = "FINISHED", next(self._query_ids)
+                sub.query_id = next(self._query_ids)
+                sub.status = "FINISHED"
             else:
                 sub.status = "ABORTED"
-        statement.status, statement.error = "FAILED", message
-        statement.updated_at, statement.duration_ns = now, elapsed
+        statement.error, statement.updated_at, statement.duration_ns = message, now, elapsed
+        statement.status = "FAILED"  # last: readers do not take the lock
         statement.done.set()
 
     def _finish_aborted(self, statement: Statement, elapsed: int = -1) -> None:
         now = self._clock()
-        query_id = next(self._query_ids)
         for sub in statement.subs:
             sub.status, sub.updated_at = "ABORTED", now
-        statement.status, statement.updated_at, statement.duration_ns = "ABORTED", now, elapsed
-        statement.error = CANCELLED_ERROR % query_id
+        statement.error = CANCELLED_ERROR % next(self._query_ids)
+        statement.updated_at, statement.duration_ns = now, elapsed
+        statement.status = "ABORTED"
         statement.done.set()
 
     def _expire(self) -> None:

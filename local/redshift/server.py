@@ -18,6 +18,7 @@ import argparse
 import base64
 import binascii
 import errno
+import functools
 import json
 import re
 import signal
@@ -30,6 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import botocore.model
 import botocore.session
 
 from local.redshift.dataapi_statements import (
@@ -74,7 +76,7 @@ class RequestValidator:
     members, lengths, ranges, patterns, enums), answering SerializationException / ValidationException."""
 
     def __init__(self) -> None:
-        self.model = botocore.session.get_session().get_service_model(SERVICE)
+        self.model = _service_model()
 
     def check(self, operation: str, body: dict[str, Any]) -> None:
         shape = self.model.operation_model(operation).input_shape
@@ -154,6 +156,11 @@ class RequestValidator:
                 f"Value at '{path}' failed to satisfy constraint: "
                 f"Member must have length less than or equal to {meta['max']}"
             )
+
+
+@functools.cache
+def _service_model() -> botocore.model.ServiceModel:
+    return botocore.session.get_session().get_service_model(SERVICE)
 
 
 def _member(path: str, name: str) -> str:
@@ -523,7 +530,10 @@ def start_server(
     except OSError:
         store.shutdown()
         raise
-    thread = threading.Thread(target=http.serve_forever, name="redshift-data-http", daemon=True)
+    # A short poll interval: shutdown() waits for serve_forever to notice, up to one interval.
+    thread = threading.Thread(
+        target=http.serve_forever, kwargs={"poll_interval": 0.05}, name="redshift-data-http", daemon=True
+    )
     thread.start()
     return ServerHandle(http, store, thread)
 

@@ -384,3 +384,57 @@ def test_restart_on_the_same_file_keeps_tables(tmp_path: Path) -> None:
             else:
                 assert query(client, "SELECT id FROM kept") == [[7]]
         engine.close()
+
+
+def test_shutdown_cancels_a_running_statement_and_rolls_it_back(tmp_path: Path) -> None:
+    engine = Engine(tmp_path / "shutdown.duckdb")
+    handle = start_server(engine)
+    client = boto3.client("redshift-data", endpoint_url=handle.url)
+    make_endless_tables(client)
+    statement_id = client.execute_statement(Sql=ENDLESS_SQL, WorkgroupName=WORKGROUP)["Id"]
+    handle.shutdown()  # returns: the running statement is interrupted, not waited for
+    found = handle.store.get(statement_id)
+    assert found is not None and found[0].status == "ABORTED"
+    assert engine.execute("SELECT COUNT(*) FROM sink").rows == [(0,)]
+    engine.close()
+
+
+# -- the wire encoding of values (pure functions, no server) ----------------------------------------
+
+
+def test_values_are_encoded_as_the_data_api_encodes_them() -> None:
+    import datetime as dt
+    from decimal import Decimal
+
+    from local.redshift.dataapi_results import field, text_value
+
+    assert field(None) == {"isNull": True}
+    assert field(True) == {"booleanValue": True}  # a bool is not a long
+    assert field(7) == {"longValue": 7}
+    assert field(0.5) == {"doubleValue": 0.5}
+    assert field(Decimal("12.50")) == {"stringValue": "12.50"}
+    assert text_value(dt.datetime(2024, 1, 2, 3, 4, 5, 500000)) == "2024-01-02 03:04:05.5"
+    assert text_value(dt.datetime(2024, 1, 2, 3, 4, 5)) == "2024-01-02 03:04:05"
+    utc_plus_530 = dt.timezone(dt.timedelta(hours=5, minutes=30))
+    assert text_value(dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)) == "2024-01-02 03:04:05+00"
+    assert text_value(dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=utc_plus_530)) == "2024-01-02 03:04:05+05:30"
+    assert text_value(dt.date(2024, 2, 29)) == "2024-02-29"
+    assert text_value(b"\x01\xff") == "01ff"
+    assert text_value({"a": [1, None]}) == '{"a":[1,null]}'
+
+
+def test_column_types_and_size_based_pages() -> None:
+    from local.redshift.dataapi_results import encode_result, redshift_type
+    from local.redshift.engine import Column, Result
+
+    assert redshift_type(Column("a", "DECIMAL(12,2)")) == ("numeric", 12, 2)
+    assert redshift_type(Column("a", "INTEGER")) == ("int4", 10, 0)
+    assert redshift_type(Column("a", "int8")) == ("int8", 19, 0)
+    assert redshift_type(Column("a", "INTEGER[]"))[0] == "super"
+    assert redshift_type(Column("a", "TIMESTAMP WITH TIME ZONE"))[0] == "timestamptz"
+    result = encode_result(Result([Column("s", "varchar")], [("x" * n,) for n in (10, 500, 10, 10)]), "JSON")
+    pages, start = [], 0
+    while start is not None:
+        page, start = result.page(start, 100)
+        pages.append(len(page))
+    assert pages == [1, 1, 2]  # a record larger than a page still travels alone; nothing is lost
