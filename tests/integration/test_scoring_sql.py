@@ -130,7 +130,9 @@ def warehouse(moto_server: str, data, tmp_path_factory) -> Iterator[tuple[Engine
         for path in sorted((SQL / "migrations").glob("*.sql")):
             run_file(engine, path)
         assert engine.execute("SELECT count(*) FROM cust_payment_tx_history").rows[0][0] == len(history)
-        assert query(engine, "featurise_history").rowcount == len(history)
+        featurised = engine.execute("SELECT count(*) FROM history_features").rows[0][0]
+        assert featurised == len(history), "the migrations featurise the history COPY loaded"
+        assert query(engine, "featurise_history").rowcount == 0, "nothing twice"
         engine.execute(
             "INSERT INTO model_registry (model_name, function_name, status) "
             "VALUES ('fraud_model_v1', 'fn_fraud_v1', 'training')"
