@@ -145,22 +145,22 @@ def test_execute_returns_before_the_statement_finishes(client: Any) -> None:
 
 def test_paging_over_a_result_larger_than_one_page(tmp_path: Path) -> None:
     engine = Engine(tmp_path / "paging.duckdb")
-    with start_server(engine, page_bytes=4096) as handle:
+    with start_server(engine, page_bytes=2048) as handle:
         client = boto3.client("redshift-data", endpoint_url=handle.url)
         run_ok(client, "CREATE TABLE numbers (n INT, label VARCHAR(30))")
-        values = ",".join(f"({i}, 'row number {i}')" for i in range(1000))
+        values = ",".join(f"({i}, 'row number {i}')" for i in range(300))
         run_ok(client, f"INSERT INTO numbers VALUES {values}")
         desc = run_ok(client, "SELECT n, label FROM numbers ORDER BY n")
         first = client.get_statement_result(Id=desc["Id"])
-        assert first["TotalNumRows"] == 1000
-        assert 0 < len(first["Records"]) < 1000
+        assert first["TotalNumRows"] == 300
+        assert 0 < len(first["Records"]) < 300
         assert "NextToken" in first
         # Each page stays within the page size (a page holds at least one record).
         assert (
-            len(json.dumps(first["Records"], separators=(",", ":"))) <= 4096 + 2 * len(first["Records"]) + 2
+            len(json.dumps(first["Records"], separators=(",", ":"))) <= 2048 + 2 * len(first["Records"]) + 2
         )
         got = rows(client, desc["Id"])
-        assert got == [[i, f"row number {i}"] for i in range(1000)]
+        assert got == [[i, f"row number {i}"] for i in range(300)]
         # NextToken belongs to its statement: another statement's token is refused.
         other = run_ok(client, "SELECT n FROM numbers")
         with pytest.raises(client.exceptions.ValidationException, match="NextToken"):
@@ -344,8 +344,8 @@ def test_client_token_makes_a_retry_idempotent(client: Any) -> None:
 
 
 def test_many_concurrent_statements_all_finish(client: Any) -> None:
-    ids = [client.execute_statement(Sql=f"SELECT {i} AS n", WorkgroupName=WORKGROUP)["Id"] for i in range(40)]
-    assert [rows(client, wait(client, i)["Id"]) for i in ids] == [[[i]] for i in range(40)]
+    ids = [client.execute_statement(Sql=f"SELECT {i} AS n", WorkgroupName=WORKGROUP)["Id"] for i in range(20)]
+    assert [rows(client, wait(client, i)["Id"]) for i in ids] == [[[i]] for i in range(20)]
 
 
 def test_active_statement_quota(tmp_path: Path) -> None:
