@@ -87,7 +87,7 @@ class ModelManager:
                 return self._show(statement.name)
             return self._drop(statement)
         except st.MLStatementError as exc:
-            raise rs.RedshiftError(f"ERROR: {exc.message}", exc.code) from exc
+            raise rs.RedshiftError(exc.message, exc.code) from exc
 
     def register_functions(self, con: duckdb.DuckDBPyConnection) -> None:
         """Make the model functions callable on `con`.
@@ -96,7 +96,7 @@ class ModelManager:
         the manager's own connection (registering on `con` itself would crash once `con` closes).
         """
         if self._closed:
-            raise rs.RedshiftError("ERROR: the Redshift ML emulation is closed")
+            raise rs.RedshiftError("the Redshift ML emulation is shut down", "57P01")
 
     def function_names(self) -> set[str]:
         """Names of the callable model functions (for engines that strip schema qualifiers)."""
@@ -138,7 +138,7 @@ class ModelManager:
         with self._lock:
             existing = self._models.get(s.name)
             if existing is not None:
-                hint = " and FAILED: drop it before creating it again" if existing.state == FAILED else ""
+                hint = " and is FAILED: drop it before creating it again" if existing.state == FAILED else ""
                 raise st.MLStatementError(f'model "{s.name}" already exists{hint}', "42710")
             self._check_function_names(s.function, con)
             # Reserve the name while the query runs, so a concurrent CREATE of the same name fails.
@@ -283,7 +283,7 @@ class ModelManager:
             name = qualified.split(".")[-1].strip('"').lower()
             record = self._models.get(name)  # no lock: training threads hold it while touching the catalog
             if record is None:
-                raise ValueError(f'ERROR: model "{qualified}" does not exist')
+                raise ValueError(f'model "{qualified}" does not exist')
             if record.state == READY:
                 report: Any = record.explanation
             elif record.state == TRAINING:
@@ -346,7 +346,7 @@ def _declare_arity(function: Any, n_args: int) -> None:
 def _check_arity(function: str, columns: tuple, expected: int) -> None:
     # DuckDB's binder already refuses a wrong argument count or type; this guards direct calls.
     if len(columns) != expected:
-        raise ValueError(f"ERROR: function {function} takes {expected} arguments, got {len(columns)}")
+        raise ValueError(f"function {function} takes {expected} arguments, got {len(columns)}")
 
 
 def _placeholder(s: st.CreateModel) -> ModelRecord:
