@@ -20,6 +20,7 @@ import re
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -124,8 +125,11 @@ class StreamingManager:
 
     def check_not_stream_source(self, expression: exp.Expression) -> None:
         """Streams are read only through a materialized view, as on Redshift."""
+        qualified = [t for t in expression.find_all(exp.Table) if t.db]
+        if not qualified:
+            return
         schemas = self._external_schemas(self.engine.connection())
-        for table in expression.find_all(exp.Table):
+        for table in qualified:
             if table.db and table.db.lower() in schemas:
                 raise RedshiftError(
                     f'relation "{table.db}.{table.name}" is a Kinesis stream: query it through a '
@@ -296,9 +300,10 @@ class StreamingManager:
                 )
             iterators[shard_id] = it["ShardIterator"]
         refresh_time = _utcnow()
-        added = 0
-        while iterators:
-            batch: dict[str, list] = {shard_id: [] for shard_id in iterators}
+
+        def read_round() -> dict[str, list]:
+            """One GetRecords per open shard; shards that are caught up (or closed) drop out."""
+            batch: dict[str, list] = {}
             for shard_id, iterator in list(iterators.items()):
                 response = kinesis.get_records(ShardIterator=iterator, Limit=GET_RECORDS_LIMIT)
                 records = response["Records"]
@@ -311,8 +316,18 @@ class StreamingManager:
                     del iterators[shard_id]
                 else:
                     iterators[shard_id] = next_iterator
-            if any(batch.values()):
-                added += self._ingest(con, view, batch, refresh_time)
+            return batch
+
+        # Read the next round while DuckDB appends this one: rounds are still committed in order,
+        # each with its checkpoints, so exactly-once holds; the reader only ever waits on Kinesis.
+        added = 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kinesis-read") as reader:
+            pending = reader.submit(read_round)
+            while pending is not None:
+                batch = pending.result()
+                pending = reader.submit(read_round) if iterators else None
+                if any(batch.values()):
+                    added += self._ingest(con, view, batch, refresh_time)
         return added
 
     def _ingest(
