@@ -265,23 +265,34 @@ def build_world(config: WorldConfig) -> World:
 
 
 def _neighbourhoods(
-    customer_xy: np.ndarray, terminal_xy: np.ndarray, radius: float, chunk: int = 512
+    customer_xy: np.ndarray, terminal_xy: np.ndarray, radius: float, chunk: int = 256
 ) -> tuple[np.ndarray, np.ndarray]:
-    """CSR lists of terminals strictly closer than `radius`, by blocks of customers to bound memory."""
-    counts, members = [], []
-    r2 = radius * radius
-    for start in range(0, len(customer_xy), chunk):
-        block = customer_xy[start : start + chunk]
-        d2 = (block[:, None, 0] - terminal_xy[None, :, 0]) ** 2 + (
-            block[:, None, 1] - terminal_xy[None, :, 1]
-        ) ** 2
-        rows, cols = np.nonzero(d2 < r2)  # row-major: grouped by customer, terminals ascending
-        counts.append(np.bincount(rows, minlength=len(block)))
-        members.append(cols)
+    """CSR lists of the terminals strictly closer than `radius` to each customer, terminals ascending.
+
+    Customers are taken in blocks of neighbours along x, and each block is compared only with the
+    terminals whose x lies within `radius` of the block's x range (about 7x fewer distances at r=5);
+    memory stays bounded by one block's distance matrix.
+    """
+    terminal_x = terminal_xy[:, 0]
+    blocks = []  # (customer ids, row of each pair, terminal id of each pair); terminals ascending per row
+    customers_by_x = np.argsort(customer_xy[:, 0], kind="stable")
+    for start in range(0, len(customers_by_x), chunk):
+        block = customers_by_x[start : start + chunk]
+        xy = customer_xy[block]
+        band = np.nonzero((terminal_x > xy[:, 0].min() - radius) & (terminal_x < xy[:, 0].max() + radius))[0]
+        d2 = (xy[:, None, 0] - terminal_xy[band, 0]) ** 2 + (xy[:, None, 1] - terminal_xy[band, 1]) ** 2
+        rows, cols = np.nonzero(d2 < radius * radius)  # row-major, so terminal ids ascend within a row
+        blocks.append((block, rows, band[cols]))
+
+    counts = np.zeros(len(customer_xy), dtype=np.int64)
+    for block, rows, _ in blocks:
+        counts[block] = np.bincount(rows, minlength=len(block))
     offsets = np.zeros(len(customer_xy) + 1, dtype=np.int64)
-    if counts:
-        np.cumsum(np.concatenate(counts), out=offsets[1:])
-    terminals = np.concatenate(members).astype(np.int64) if members else np.empty(0, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    terminals = np.empty(offsets[-1], dtype=np.int64)
+    for block, rows, block_terminals in blocks:  # scatter each row's run to its customer's slot
+        row_start = np.cumsum(counts[block]) - counts[block]
+        terminals[offsets[block[rows]] + np.arange(len(rows)) - row_start[rows]] = block_terminals
     return offsets, terminals
 
 
