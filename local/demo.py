@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import threading
 import time
@@ -70,7 +71,7 @@ class DemoResult:
     alerts_outbox: dict[int, str] = field(default_factory=dict)  # transaction id -> status
     alerts_consumed: dict[int, int] = field(default_factory=dict)  # transaction id -> deliveries
     cases: dict[int, int] = field(default_factory=dict)  # transaction id -> case items
-    locked_cards: dict[int, int] = field(default_factory=dict)  # customer id -> lock items
+    card_locks: dict[int, tuple[int, set[int]]] = field(default_factory=dict)  # card -> (lock_count, tx ids)
     alert_customers: dict[int, int] = field(default_factory=dict)  # alerted transaction id -> customer id
     latencies_ms: list[int] = field(default_factory=list)
     alert_times: list[tuple[float, int]] = field(default_factory=list)  # (s since stream start, fraud)
@@ -176,13 +177,9 @@ def _stream(
     producer.start()
     title = f"card fraud pipeline: {config.rate:,.0f} tx/s for {config.minutes:g} min"
     drain_deadline = None
-    with Live(
-        render(monitor, title, 0, duration, "streaming"),
-        console=console,
-        refresh_per_second=2,
-        transient=False,
-    ) as view:
-        view_enabled = config.live_view
+    view = Live(render(monitor, title, 0, duration, "streaming"), console=console, refresh_per_second=2)
+    last_line = 0.0
+    with view if config.live_view else contextlib.nullcontext():
         try:
             while True:
                 time.sleep(0.5)
@@ -190,8 +187,12 @@ def _stream(
                 if progress.ingestion_lag_s is not None and producer.is_alive():
                     result.lag_samples_s.append(progress.ingestion_lag_s)
                 phase = "streaming" if producer.is_alive() else "draining"
-                if view_enabled:
-                    view.update(render(monitor, title, time.monotonic() - t0, duration, phase))
+                elapsed = time.monotonic() - t0
+                if config.live_view:
+                    view.update(render(monitor, title, elapsed, duration, phase))
+                elif elapsed - last_line >= 10:  # without a terminal: one line every 10 s
+                    last_line = elapsed
+                    console.print(f"{elapsed:4.0f}s {phase}: {monitor.one_line()}")
                 if producer.is_alive():
                     continue
                 drain_deadline = drain_deadline or time.monotonic() + config.drain_timeout_s
@@ -265,8 +266,8 @@ def _collect(stack: Any, result: DemoResult) -> None:
             result.cases[tx] = result.cases.get(tx, 0) + 1
             result.alert_customers[tx] = int(item.get("customer_id", -1))
         elif pk.startswith("CARD#"):
-            card = int(pk[5:])
-            result.locked_cards[card] = result.locked_cards.get(card, 0) + 1
+            txs = {int(t) for t in item.get("transaction_ids") or set()}
+            result.card_locks[int(pk[5:])] = (int(item.get("lock_count", 0)), txs)
     result.baseline = _baseline(api, result)
 
 

@@ -162,6 +162,15 @@ class Monitor:
             return 0.0, 0.0, 0.0
         return tuple((last[i] - first[i]) / span for i in (1, 2, 3))  # type: ignore[return-value]
 
+    def one_line(self) -> str:
+        p50, p99 = self.latency_percentiles()
+        prog = self.progress
+        return (
+            f"produced {self.produced:,} ingested {prog.ingested:,} scored {prog.scored:,} "
+            f"alerts {prog.alerts_sent:,} sent / {len(self.first_deliveries()):,} consumed, "
+            f"lag {_seconds(prog.ingestion_lag_s)}, latency p50 {_seconds(p50)} p99 {_seconds(p99)}"
+        )
+
 
 def _float(value: Any) -> float | None:
     try:

@@ -45,7 +45,8 @@ def compute_metrics(result: Any) -> dict[str, Any]:
         "alert_deliveries": sum(result.alerts_consumed.values()),
         "cases": len(result.cases),
         "cases_duplicated": sum(1 for n in result.cases.values() if n > 1),
-        "cards_locked": len(result.locked_cards),
+        "cards_locked": len(result.card_locks),
+        "card_locks": sum(count for count, _ in result.card_locks.values()),
         "frauds_scored": frauds_scored,
         "true_alerts": true_alerts,
         "precision": true_alerts / len(alerted) if alerted else None,
@@ -223,8 +224,8 @@ def _rows(result: Any, m: dict[str, Any]) -> list[tuple[str, str]]:
             f"{m['alerts']:,} / {m['alerts_sent']:,} / {m['alerts_consumed']:,}",
         ),
         (
-            "act_on_alert deliveries / cases / cards locked",
-            f"{m['alert_deliveries']:,} / {m['cases']:,} / {m['cards_locked']:,}",
+            "act_on_alert deliveries / cases / card locks (cards)",
+            f"{m['alert_deliveries']:,} / {m['cases']:,} / {m['card_locks']:,} ({m['cards_locked']:,})",
         ),
         (
             "ingestion lag p50 / max",
