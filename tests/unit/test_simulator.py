@@ -265,3 +265,12 @@ def test_customer_info_is_deterministic_and_fits_the_ddl(small_config):
         for column, limit in limits.items():
             assert 0 < len(row[column]) <= limit, (column, row[column])
         assert "@" in row["email_address"]
+
+
+def test_an_empty_history_continues_from_day_zero():
+    config = WorldConfig(n_customers=50, n_terminals=100, n_days=0, seed=1)
+    world, history = simulate_history(config)
+    assert len(history) == 0 and history.TX_DATETIME.dtype == np.dtype("datetime64[s]")
+    live = LiveSimulator(world, after=history)
+    first = next(iter(live))
+    assert first.TRANSACTION_ID == 0 and first.TX_TIME_DAYS == 0
