@@ -143,7 +143,13 @@ WHERE s.refresh_time >= (SELECT COALESCE(MAX(stream_refresh_time), '1900-01-01':
 -- THE feature definition: the handbook's 14 features plus point-in-time extras, for every row of
 -- feature_targets. Customer windows (t - n days, t] include the transaction; terminal windows
 -- (t - 7 - n days, t - 7 days] skip the label delay. Baseline: the card's spending over
--- (t - 44 days, t - 14 days], before any current compromise (which lasts up to 14 days).
+-- (t - 30 days, t - 14 days], before any current compromise (one lasts up to 14 days).
+--
+-- How: each card's (terminal's) transactions are numbered in time order with running sums
+-- (ROWS UNBOUNDED PRECEDING). A window's lower bound t - n days is a "probe" sorted among the
+-- transactions (after every transaction of its second): the running count there is how many
+-- transactions precede it, and the running sums at that position come back by an equality join.
+-- A window is then a difference of running sums: O(N log N), no range self-join, no RANGE frame.
 CREATE OR REPLACE VIEW tx_features AS
 WITH targets AS (
     SELECT transaction_id, tx_datetime, customer_id, terminal_id, tx_amount, tx_fraud, source,
@@ -151,132 +157,151 @@ WITH targets AS (
     FROM feature_targets
 ),
 customer_scope AS (
-    SELECT customer_id, DATEADD(day, -44, MIN(tx_datetime)) AS since, MAX(tx_datetime) AS until
+    SELECT customer_id, DATEADD(day, -30, MIN(tx_datetime)) AS since, MAX(tx_datetime) AS until
     FROM targets
     GROUP BY customer_id
 ),
-customer_points AS (
-    -- the card's transactions: they move the running sums, and each reads them at its own t
-    SELECT e.customer_id, e.tx_datetime AS point_at, e.transaction_id AS tiebreak, 1 AS n,
-           e.tx_amount::float8 AS amount, e.transaction_id AS target_id, 0 AS days_back
+customer_events AS (
+    SELECT e.customer_id, e.transaction_id, e.tx_datetime,
+           ROW_NUMBER() OVER (PARTITION BY e.customer_id ORDER BY e.tx_datetime, e.transaction_id) AS position,
+           SUM(e.tx_amount::float8) OVER (PARTITION BY e.customer_id ORDER BY e.tx_datetime, e.transaction_id
+                                          ROWS UNBOUNDED PRECEDING) AS amount_so_far
     FROM tx_events e
     JOIN customer_scope s ON s.customer_id = e.customer_id AND e.tx_datetime > s.since AND e.tx_datetime <= s.until
-    UNION ALL
-    -- probes: read the running sums at t - n days, after every transaction of that second
-    SELECT t.customer_id, DATEADD(day, -w.days_back, t.tx_datetime), 9223372036854775807, 0, 0::float8,
-           t.transaction_id, w.days_back
-    FROM targets t
-    CROSS JOIN (SELECT 1 AS days_back UNION ALL SELECT 7 UNION ALL SELECT 14
-                UNION ALL SELECT 30 UNION ALL SELECT 44) w
 ),
-customer_running AS (
-    SELECT target_id, days_back,
-           SUM(n) OVER (PARTITION BY customer_id ORDER BY point_at, tiebreak, n DESC ROWS UNBOUNDED PRECEDING) AS nb,
-           SUM(amount) OVER (PARTITION BY customer_id ORDER BY point_at, tiebreak, n DESC ROWS UNBOUNDED PRECEDING) AS amt
-    FROM customer_points
+customer_probes AS (
+    SELECT customer_id, target_id, days_back,
+           SUM(1 - is_probe) OVER (PARTITION BY customer_id ORDER BY point_at, is_probe
+                                   ROWS UNBOUNDED PRECEDING) AS position
+    FROM (
+        SELECT customer_id, tx_datetime AS point_at, 0 AS is_probe, NULL::bigint AS target_id,
+               NULL::integer AS days_back
+        FROM customer_events
+        UNION ALL
+        SELECT t.customer_id, DATEADD(day, -w.days_back, t.tx_datetime), 1, t.transaction_id, w.days_back
+        FROM targets t
+        CROSS JOIN (SELECT 1 AS days_back UNION ALL SELECT 7 UNION ALL SELECT 14 UNION ALL SELECT 30) w
+    ) points
 ),
-customer_sums AS (
-    SELECT target_id AS transaction_id,
-           MAX(CASE WHEN days_back = 0 THEN nb END) AS nb_0,
-           MAX(CASE WHEN days_back = 1 THEN nb END) AS nb_1,
-           MAX(CASE WHEN days_back = 7 THEN nb END) AS nb_7,
-           MAX(CASE WHEN days_back = 14 THEN nb END) AS nb_14,
-           MAX(CASE WHEN days_back = 30 THEN nb END) AS nb_30,
-           MAX(CASE WHEN days_back = 44 THEN nb END) AS nb_44,
-           MAX(CASE WHEN days_back = 0 THEN amt END) AS amt_0,
-           MAX(CASE WHEN days_back = 1 THEN amt END) AS amt_1,
-           MAX(CASE WHEN days_back = 7 THEN amt END) AS amt_7,
-           MAX(CASE WHEN days_back = 14 THEN amt END) AS amt_14,
-           MAX(CASE WHEN days_back = 30 THEN amt END) AS amt_30,
-           MAX(CASE WHEN days_back = 44 THEN amt END) AS amt_44
-    FROM customer_running
-    GROUP BY target_id
+customer_bounds AS (
+    SELECT p.target_id AS transaction_id,
+           MAX(CASE WHEN p.days_back = 1 THEN p.position END) AS position_1,
+           MAX(CASE WHEN p.days_back = 7 THEN p.position END) AS position_7,
+           MAX(CASE WHEN p.days_back = 14 THEN p.position END) AS position_14,
+           MAX(CASE WHEN p.days_back = 30 THEN p.position END) AS position_30,
+           MAX(CASE WHEN p.days_back = 1 THEN COALESCE(e.amount_so_far, 0) END) AS amount_1,
+           MAX(CASE WHEN p.days_back = 7 THEN COALESCE(e.amount_so_far, 0) END) AS amount_7,
+           MAX(CASE WHEN p.days_back = 14 THEN COALESCE(e.amount_so_far, 0) END) AS amount_14,
+           MAX(CASE WHEN p.days_back = 30 THEN COALESCE(e.amount_so_far, 0) END) AS amount_30
+    FROM customer_probes p
+    LEFT JOIN customer_events e ON e.customer_id = p.customer_id AND e.position = p.position
+    WHERE p.target_id IS NOT NULL
+    GROUP BY p.target_id
+),
+customer_windows AS (
+    SELECT b.transaction_id,
+           e.position - b.position_1 AS nb_1, e.amount_so_far - b.amount_1 AS amount_1,
+           e.position - b.position_7 AS nb_7, e.amount_so_far - b.amount_7 AS amount_7,
+           e.position - b.position_14 AS nb_14, e.amount_so_far - b.amount_14 AS amount_14,
+           e.position - b.position_30 AS nb_30, e.amount_so_far - b.amount_30 AS amount_30
+    FROM customer_bounds b
+    JOIN customer_events e ON e.transaction_id = b.transaction_id
 ),
 terminal_scope AS (
     SELECT terminal_id, DATEADD(day, -37, MIN(tx_datetime)) AS since, DATEADD(day, -7, MAX(tx_datetime)) AS until
     FROM targets
     GROUP BY terminal_id
 ),
-terminal_points AS (
-    SELECT e.terminal_id, e.tx_datetime AS point_at, e.transaction_id AS tiebreak, 1 AS n,
-           COALESCE(e.tx_fraud, 0) AS fraud, NULL::bigint AS target_id, NULL::integer AS days_back
+terminal_events AS (
+    SELECT e.terminal_id, e.tx_datetime, COALESCE(e.tx_fraud, 0) AS fraud,
+           ROW_NUMBER() OVER (PARTITION BY e.terminal_id ORDER BY e.tx_datetime, e.transaction_id) AS position,
+           SUM(COALESCE(e.tx_fraud, 0)) OVER (PARTITION BY e.terminal_id ORDER BY e.tx_datetime, e.transaction_id
+                                              ROWS UNBOUNDED PRECEDING) AS frauds_so_far
     FROM tx_events e
     JOIN terminal_scope s ON s.terminal_id = e.terminal_id AND e.tx_datetime > s.since AND e.tx_datetime <= s.until
-    UNION ALL
-    SELECT t.terminal_id, DATEADD(day, -w.days_back, t.tx_datetime), 9223372036854775807, 0, 0,
-           t.transaction_id, w.days_back
-    FROM targets t
-    CROSS JOIN (SELECT 7 AS days_back UNION ALL SELECT 8 UNION ALL SELECT 14 UNION ALL SELECT 37) w
 ),
-terminal_running AS (
-    SELECT terminal_id, point_at, n, fraud, target_id, days_back,
-           SUM(n) OVER (PARTITION BY terminal_id ORDER BY point_at, tiebreak, n DESC ROWS UNBOUNDED PRECEDING) AS nb,
-           SUM(fraud) OVER (PARTITION BY terminal_id ORDER BY point_at, tiebreak, n DESC ROWS UNBOUNDED PRECEDING) AS frauds
-    FROM terminal_points
+terminal_probes AS (
+    SELECT terminal_id, target_id, days_back,
+           SUM(1 - is_probe) OVER (PARTITION BY terminal_id ORDER BY point_at, is_probe
+                                   ROWS UNBOUNDED PRECEDING) AS position
+    FROM (
+        SELECT terminal_id, tx_datetime AS point_at, 0 AS is_probe, NULL::bigint AS target_id,
+               NULL::integer AS days_back
+        FROM terminal_events
+        UNION ALL
+        SELECT t.terminal_id, DATEADD(day, -w.days_back, t.tx_datetime), 1, t.transaction_id, w.days_back
+        FROM targets t
+        CROSS JOIN (SELECT 7 AS days_back UNION ALL SELECT 8 UNION ALL SELECT 14 UNION ALL SELECT 37) w
+    ) points
 ),
-terminal_sums AS (
-    SELECT target_id AS transaction_id, terminal_id,
-           MAX(CASE WHEN days_back = 7 THEN nb END) AS nb_7,
-           MAX(CASE WHEN days_back = 8 THEN nb END) AS nb_8,
-           MAX(CASE WHEN days_back = 14 THEN nb END) AS nb_14,
-           MAX(CASE WHEN days_back = 37 THEN nb END) AS nb_37,
-           MAX(CASE WHEN days_back = 7 THEN frauds END) AS frauds_7,
-           MAX(CASE WHEN days_back = 8 THEN frauds END) AS frauds_8,
-           MAX(CASE WHEN days_back = 14 THEN frauds END) AS frauds_14,
-           MAX(CASE WHEN days_back = 37 THEN frauds END) AS frauds_37
-    FROM terminal_running
-    WHERE target_id IS NOT NULL
-    GROUP BY target_id, terminal_id
+terminal_bounds AS (
+    SELECT p.target_id AS transaction_id, p.terminal_id,
+           MAX(CASE WHEN p.days_back = 7 THEN p.position END) AS position_7,
+           MAX(CASE WHEN p.days_back = 8 THEN p.position END) AS position_8,
+           MAX(CASE WHEN p.days_back = 14 THEN p.position END) AS position_14,
+           MAX(CASE WHEN p.days_back = 37 THEN p.position END) AS position_37,
+           MAX(CASE WHEN p.days_back = 7 THEN COALESCE(e.frauds_so_far, 0) END) AS frauds_7,
+           MAX(CASE WHEN p.days_back = 8 THEN COALESCE(e.frauds_so_far, 0) END) AS frauds_8,
+           MAX(CASE WHEN p.days_back = 14 THEN COALESCE(e.frauds_so_far, 0) END) AS frauds_14,
+           MAX(CASE WHEN p.days_back = 37 THEN COALESCE(e.frauds_so_far, 0) END) AS frauds_37,
+           -- the label of the last transaction before the delay (known by now)
+           MAX(CASE WHEN p.days_back = 7 THEN COALESCE(e.fraud, 0) END) AS last_known_label
+    FROM terminal_probes p
+    LEFT JOIN terminal_events e ON e.terminal_id = p.terminal_id AND e.position = p.position
+    WHERE p.target_id IS NOT NULL
+    GROUP BY p.target_id, p.terminal_id
 ),
--- known terminal transactions numbered by position and by fraud count, so the first/last known
--- fraud and the last known label of a window are found by equality joins
-terminal_known AS (
-    SELECT terminal_id, point_at, nb, frauds, fraud FROM terminal_running WHERE n = 1
+-- the terminal's known frauds numbered, so a window's first and last fraud are equality joins
+terminal_frauds AS (
+    SELECT terminal_id, frauds_so_far AS fraud_number, tx_datetime
+    FROM terminal_events
+    WHERE fraud = 1
 )
 SELECT t.transaction_id, t.tx_datetime, t.customer_id, t.terminal_id, t.tx_amount, t.tx_fraud, t.source,
        t.produced_at, t.arrived_at, t.stream_refresh_time,
        CASE WHEN EXTRACT(DOW FROM t.tx_datetime) IN (0, 6) THEN 1 ELSE 0 END AS tx_during_weekend,
        CASE WHEN EXTRACT(HOUR FROM t.tx_datetime) <= 6 THEN 1 ELSE 0 END AS tx_during_night,
-       (c.nb_0 - c.nb_1)::float8 AS customer_id_nb_tx_1day_window,
-       (c.amt_0 - c.amt_1)::float8 / (c.nb_0 - c.nb_1) AS customer_id_avg_amount_1day_window,
-       (c.nb_0 - c.nb_7)::float8 AS customer_id_nb_tx_7day_window,
-       (c.amt_0 - c.amt_7)::float8 / (c.nb_0 - c.nb_7) AS customer_id_avg_amount_7day_window,
-       (c.nb_0 - c.nb_30)::float8 AS customer_id_nb_tx_30day_window,
-       (c.amt_0 - c.amt_30)::float8 / (c.nb_0 - c.nb_30) AS customer_id_avg_amount_30day_window,
-       (m.nb_7 - m.nb_8)::float8 AS terminal_id_nb_tx_1day_window,
-       CASE WHEN m.nb_7 = m.nb_8 THEN 0 ELSE (m.frauds_7 - m.frauds_8)::float8 / (m.nb_7 - m.nb_8) END
+       c.nb_1::float8 AS customer_id_nb_tx_1day_window,
+       c.amount_1 / c.nb_1 AS customer_id_avg_amount_1day_window,
+       c.nb_7::float8 AS customer_id_nb_tx_7day_window,
+       c.amount_7 / c.nb_7 AS customer_id_avg_amount_7day_window,
+       c.nb_30::float8 AS customer_id_nb_tx_30day_window,
+       c.amount_30 / c.nb_30 AS customer_id_avg_amount_30day_window,
+       (m.position_7 - m.position_8)::float8 AS terminal_id_nb_tx_1day_window,
+       CASE WHEN m.position_7 = m.position_8 THEN 0
+            ELSE (m.frauds_7 - m.frauds_8)::float8 / (m.position_7 - m.position_8) END
            AS terminal_id_risk_1day_window,
-       (m.nb_7 - m.nb_14)::float8 AS terminal_id_nb_tx_7day_window,
-       CASE WHEN m.nb_7 = m.nb_14 THEN 0 ELSE (m.frauds_7 - m.frauds_14)::float8 / (m.nb_7 - m.nb_14) END
+       (m.position_7 - m.position_14)::float8 AS terminal_id_nb_tx_7day_window,
+       CASE WHEN m.position_7 = m.position_14 THEN 0
+            ELSE (m.frauds_7 - m.frauds_14)::float8 / (m.position_7 - m.position_14) END
            AS terminal_id_risk_7day_window,
-       (m.nb_7 - m.nb_37)::float8 AS terminal_id_nb_tx_30day_window,
-       CASE WHEN m.nb_7 = m.nb_37 THEN 0 ELSE (m.frauds_7 - m.frauds_37)::float8 / (m.nb_7 - m.nb_37) END
+       (m.position_7 - m.position_37)::float8 AS terminal_id_nb_tx_30day_window,
+       CASE WHEN m.position_7 = m.position_37 THEN 0
+            ELSE (m.frauds_7 - m.frauds_37)::float8 / (m.position_7 - m.position_37) END
            AS terminal_id_risk_30day_window,
-       (c.nb_14 - c.nb_44)::float8 AS customer_id_nb_tx_baseline_window,
-       CASE WHEN c.nb_14 = c.nb_44 THEN 0 ELSE (c.amt_14 - c.amt_44)::float8 / (c.nb_14 - c.nb_44) END
+       (c.nb_30 - c.nb_14)::float8 AS customer_id_nb_tx_baseline_window,
+       CASE WHEN c.nb_30 = c.nb_14 THEN 0 ELSE (c.amount_30 - c.amount_14) / (c.nb_30 - c.nb_14) END
            AS customer_id_avg_amount_baseline_window,
        -- no baseline yet (a new card): compare with the 30-day mean instead
-       t.tx_amount::float8 / CASE WHEN c.nb_14 = c.nb_44 THEN (c.amt_0 - c.amt_30)::float8 / (c.nb_0 - c.nb_30)
-                                  ELSE (c.amt_14 - c.amt_44)::float8 / (c.nb_14 - c.nb_44) END
+       t.tx_amount::float8 / CASE WHEN c.nb_30 = c.nb_14 OR c.amount_30 = c.amount_14 THEN c.amount_30 / c.nb_30
+                                  ELSE (c.amount_30 - c.amount_14) / (c.nb_30 - c.nb_14) END
            AS amount_to_baseline_ratio,
-       CASE WHEN c.nb_14 = c.nb_44 OR c.amt_14 = c.amt_44 THEN 1
-            ELSE ((c.amt_0 - c.amt_14)::float8 / (c.nb_0 - c.nb_14))
-                 / ((c.amt_14 - c.amt_44)::float8 / (c.nb_14 - c.nb_44)) END
+       CASE WHEN c.nb_30 = c.nb_14 OR c.amount_30 = c.amount_14 THEN 1
+            ELSE (c.amount_14 / c.nb_14) / ((c.amount_30 - c.amount_14) / (c.nb_30 - c.nb_14)) END
            AS customer_avg_amount_14day_to_baseline_ratio,
        -- 31: no known fraud at the terminal in its 30-day known window
-       COALESCE(DATEDIFF(second, last_fraud.point_at, DATEADD(day, -7, t.tx_datetime)) / 86400.0, 31)::float8
+       CASE WHEN m.frauds_7 = m.frauds_37 THEN 31
+            ELSE DATEDIFF(second, last_fraud.tx_datetime, DATEADD(day, -7, t.tx_datetime)) / 86400.0 END::float8
            AS terminal_id_days_since_last_fraud,
-       COALESCE(DATEDIFF(second, first_fraud.point_at, DATEADD(day, -7, t.tx_datetime)) / 86400.0, 31)::float8
+       CASE WHEN m.frauds_7 = m.frauds_37 THEN 31
+            ELSE DATEDIFF(second, first_fraud.tx_datetime, DATEADD(day, -7, t.tx_datetime)) / 86400.0 END::float8
            AS terminal_id_days_since_first_fraud,
-       COALESCE(last_known.fraud, 0) AS terminal_id_last_known_label
+       CASE WHEN m.position_7 = m.position_37 THEN 0 ELSE m.last_known_label END AS terminal_id_last_known_label
 FROM targets t
-JOIN customer_sums c ON c.transaction_id = t.transaction_id
-JOIN terminal_sums m ON m.transaction_id = t.transaction_id
-LEFT JOIN terminal_known last_fraud
-    ON last_fraud.terminal_id = m.terminal_id AND last_fraud.fraud = 1
-   AND last_fraud.frauds = m.frauds_7 AND m.frauds_7 > m.frauds_37
-LEFT JOIN terminal_known first_fraud
-    ON first_fraud.terminal_id = m.terminal_id AND first_fraud.fraud = 1
-   AND first_fraud.frauds = m.frauds_37 + 1 AND m.frauds_7 > m.frauds_37
-LEFT JOIN terminal_known last_known
-    ON last_known.terminal_id = m.terminal_id AND last_known.nb = m.nb_7 AND m.nb_7 > m.nb_37;
+JOIN customer_windows c ON c.transaction_id = t.transaction_id
+JOIN terminal_bounds m ON m.transaction_id = t.transaction_id
+LEFT JOIN terminal_frauds last_fraud
+    ON last_fraud.terminal_id = m.terminal_id AND last_fraud.fraud_number = m.frauds_7 AND m.frauds_7 > m.frauds_37
+LEFT JOIN terminal_frauds first_fraud
+    ON first_fraud.terminal_id = m.terminal_id AND first_fraud.fraud_number = m.frauds_37 + 1
+   AND m.frauds_7 > m.frauds_37;
