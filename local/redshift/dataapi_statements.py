@@ -6,15 +6,18 @@ Results are kept, encoded, for `retention_seconds` (AWS keeps them 24 hours).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+
+import duckdb
 
 from local.redshift.dataapi_results import EncodedResult, encode_result
 from local.redshift.engine import Engine, RedshiftError, Result
@@ -216,7 +219,7 @@ class StatementStore:
         error: RedshiftError | None = None
         results: list[Result] = []
         try:
-            with self._cursors.tracking(statement.id):
+            with self._cursors.tracking(statement.id, lambda: statement.cancel_requested):
                 results = self.engine.execute_batch([s.sql for s in statement.subs], params or None)
         except RedshiftError as exc:
             error = exc
@@ -325,27 +328,33 @@ class _CursorTracker:
 
         return tracked
 
-    def tracking(self, statement_id: str) -> _Tracking:
-        return _Tracking(self, statement_id)
+    @contextlib.contextmanager
+    def tracking(self, statement_id: str, cancelled: Callable[[], bool]) -> Iterator[None]:
+        """Record the connections the engine takes for `statement_id` in this thread while inside."""
+        self._local.statement_id = statement_id
+        try:
+            yield
+        finally:
+            self._local.statement_id = None
+            with self._lock:  # after this, no interrupt can reach these connections
+                connections = self._cursors.pop(statement_id, [])
+            if cancelled():
+                for con in connections:
+                    _end_aborted_transaction(con)
 
     def interrupt(self, statement_id: str) -> None:
-        with self._lock:
-            cursors = list(self._cursors.get(statement_id, ()))
-        for cursor in cursors:
-            try:
-                cursor.interrupt()
-            except Exception:
-                pass  # already closed: the statement ended on its own
+        with self._lock:  # held while interrupting: see tracking()
+            for con in self._cursors.get(statement_id, ()):
+                try:
+                    con.interrupt()
+                except duckdb.Error:
+                    pass  # closed: the statement ended on its own
 
 
-class _Tracking:
-    def __init__(self, tracker: _CursorTracker, statement_id: str) -> None:
-        self._tracker, self._id = tracker, statement_id
-
-    def __enter__(self) -> None:
-        self._tracker._local.statement_id = self._id
-
-    def __exit__(self, *exc: object) -> None:
-        self._tracker._local.statement_id = None
-        with self._tracker._lock:
-            self._tracker._cursors.pop(self._id, None)
+def _end_aborted_transaction(con: Any) -> None:
+    """An interrupt that lands on the engine's own ROLLBACK leaves the (reused, per-thread) connection
+    in an aborted transaction; end it so the next statement on this worker starts clean."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass  # no transaction was active: the engine's rollback went through
