@@ -236,7 +236,11 @@ class Engine:
         if counts_rows:
             row = con.fetchone()
             return Result(rowcount=int(row[0]) if row else 0)
-        if con.description is None or not isinstance(expression, _RESULT_SETS):
+        if con.description is None:
+            return Result()
+        passthrough = isinstance(expression, exp.Command) and [d[0] for d in con.description] != ["Count"]
+        if not (isinstance(expression, _RESULT_SETS) or passthrough):
+            con.fetchall()  # DDL reports a Count row; Redshift returns no result set
             return Result()
         columns = [_column(d[0], d[1]) for d in con.description]
         return Result(columns=columns, rows=con.fetchall())

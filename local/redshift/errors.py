@@ -75,6 +75,8 @@ def from_duckdb(exc: duckdb.Error, table: str | None = None) -> RedshiftError:
     """Map a DuckDB error to Redshift's message and SQLSTATE (table: the statement's only table, if any)."""
     text = str(exc)
     plain = _strip(text)
+    if isinstance(exc, duckdb.InterruptException):
+        return RedshiftError("Query cancelled on user's request", "57014")
     if isinstance(exc, duckdb.ParserException):
         near = re.search(r'syntax error at or near "([^"]*)"', text)
         if near:
