@@ -216,7 +216,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="handbook: its 15 inputs; all: + extras",
     )
     parser.add_argument("--train-days", type=int, default=DELTA, help="training window in days (book: 7)")
-    parser.add_argument("--database", default=None, help="engine database file (default: a temporary one)")
+    parser.add_argument(
+        "--database",
+        default=None,
+        help="engine database file, kept (default: a temporary one); a file already holding features is reused",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -229,11 +233,14 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         engine = Engine(args.database or Path(tmp) / "evaluate.duckdb", auto_refresh_interval=None)
         try:
-            prepare_history_warehouse(engine)
-            loaded = load_history(engine, args.history)
-            started = time.perf_counter()
-            compute_history_features(engine)
-            print(f"{loaded:,} transactions featurised in {time.perf_counter() - started:.1f} s")
+            if _featurised_rows(engine):
+                print(f"reusing the {_featurised_rows(engine):,} featurised transactions of {args.database}")
+            else:
+                prepare_history_warehouse(engine)
+                loaded = load_history(engine, args.history)
+                started = time.perf_counter()
+                compute_history_features(engine)
+                print(f"{loaded:,} transactions featurised in {time.perf_counter() - started:.1f} s")
             results = evaluate(engine, args.protocol, inputs, args.train_days)
         except (HistoryFileError, RedshiftError, EvaluationError) as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -242,6 +249,14 @@ def run(args: argparse.Namespace) -> int:
             engine.close()
     print_results(args.protocol, args.features, args.train_days, results)
     return 0
+
+
+def _featurised_rows(engine: Engine) -> int:
+    """Rows of history_features in a reused database (0 for a new one)."""
+    try:
+        return int(engine.execute("SELECT count(*) FROM history_features").rows[0][0])
+    except RedshiftError:
+        return 0
 
 
 def print_results(protocol: str, features: str, train_days: int, results: list[dict[str, float]]) -> None:
