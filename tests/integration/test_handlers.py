@@ -1,0 +1,430 @@
+"""The four handlers, in-process, with their events/ files, against the Redshift emulator's Data API
+endpoint and moto (SNS, SQS, DynamoDB) over the wire.
+
+The SQL here is a small stand-in for sql/ (a plain table instead of the streaming MV, a rule instead of
+the model) so each test controls its data; the handlers and fraud_common run unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from fraud_common.dataapi import DataApi
+from fraud_common.settings import WarehouseSettings
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+EVENTS = REPO / "events"
+WORKGROUP = "card-fraud-wg"
+
+MIGRATIONS = {
+    "001_tables.sql": """
+-- Stand-in for the streaming MV: the test inserts "stream" rows directly.
+CREATE TABLE IF NOT EXISTS tx_source (
+    transaction_id bigint, customer_id integer, terminal_id integer, tx_amount decimal(18, 2)
+);
+CREATE TABLE IF NOT EXISTS customer_info (customer_id bigint, full_name varchar(200), email_address varchar(100));
+CREATE TABLE IF NOT EXISTS model_registry (
+    model_name varchar(127), function_name varchar(127), status varchar(16), validation_metric float8,
+    created_at timestamp DEFAULT getdate(), promoted_at timestamp
+);
+""",
+    "002_outbox.sql": """
+CREATE TABLE IF NOT EXISTS fraud_scores (
+    transaction_id bigint, customer_id integer, terminal_id integer, tx_amount decimal(18, 2),
+    score float8, prediction integer, model_version varchar(127), scored_at timestamp DEFAULT getdate()
+);
+CREATE TABLE IF NOT EXISTS fraud_alerts (
+    transaction_id bigint, score float8, model_version varchar(127), status varchar(16) DEFAULT 'pending',
+    message_id varchar(128), sent_at timestamp
+);
+""",
+}
+QUERIES = {
+    "current_model": "SELECT model_name, function_name, validation_metric FROM model_registry "
+    "WHERE status = 'promoted' ORDER BY promoted_at DESC LIMIT 1",
+    # The "model": amounts over 220 are fraud (the simulator's first scenario).
+    "score_new_transactions": """INSERT INTO fraud_scores (transaction_id, customer_id, terminal_id, tx_amount, score, prediction, model_version)
+SELECT s.transaction_id, s.customer_id, s.terminal_id, s.tx_amount,
+       CASE WHEN s.tx_amount > 220 THEN 0.97 ELSE 0.02 END,
+       CASE WHEN s.tx_amount > 220 AND 0.97 >= CAST(:threshold AS float8) THEN 1 ELSE 0 END,
+       '${MODEL_NAME}'
+FROM (SELECT DISTINCT transaction_id, customer_id, terminal_id, tx_amount FROM tx_source) s
+LEFT JOIN fraud_scores f ON f.transaction_id = s.transaction_id
+WHERE f.transaction_id IS NULL""",
+    "enqueue_alerts": """INSERT INTO fraud_alerts (transaction_id, score, model_version, status)
+SELECT f.transaction_id, f.score, f.model_version, 'pending'
+FROM fraud_scores f LEFT JOIN fraud_alerts a ON a.transaction_id = f.transaction_id
+WHERE a.transaction_id IS NULL AND f.score >= CAST(:threshold AS float8)""",
+    "pending_alerts": """SELECT a.transaction_id, s.customer_id, s.terminal_id, s.tx_amount, a.score, a.model_version,
+       c.full_name, c.email_address
+FROM fraud_alerts a JOIN fraud_scores s ON s.transaction_id = a.transaction_id
+LEFT JOIN customer_info c ON c.customer_id = s.customer_id
+WHERE a.status = 'pending' ORDER BY a.transaction_id LIMIT :limit""",
+    "mark_alert_sent": "UPDATE fraud_alerts SET status = 'sent', message_id = :message_id, sent_at = getdate() "
+    "WHERE transaction_id = CAST(:transaction_id AS bigint) AND status = 'pending'",
+}
+
+
+class Context:
+    """The Lambda context's interface; the time left (`remaining_ms` from now) decides how many
+    scoring cycles run before the handler stops."""
+
+    def __init__(self, name: str, remaining_ms: int = 1_000) -> None:
+        self.function_name = name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
+        self.memory_limit_in_mb = 256
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{name}"
+        self.log_stream_name = "test"
+        self._deadline = time.monotonic() + remaining_ms / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def load_handler(name: str) -> ModuleType:
+    """functions/<name>/app.py as its own module (every function's file is called app.py)."""
+    spec = importlib.util.spec_from_file_location(f"handler_{name}", REPO / "functions" / name / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def event(name: str, **overrides: Any) -> dict[str, Any]:
+    return {**json.loads((EVENTS / name).read_text()), **overrides}
+
+
+@pytest.fixture
+def sql_dir(tmp_path: Path) -> Path:
+    for sub, files in (("migrations", MIGRATIONS), ("queries", {f"{k}.sql": v for k, v in QUERIES.items()})):
+        (tmp_path / "sql" / sub).mkdir(parents=True)
+        for file_name, text in files.items():
+            (tmp_path / "sql" / sub / file_name).write_text(text)
+    return tmp_path / "sql"
+
+
+@pytest.fixture
+def env(
+    redshift_endpoint: str, aws_endpoints: str, sql_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    values = {
+        "FRAUD_SQL_DIR": str(sql_dir),
+        "REDSHIFT_WORKGROUP": WORKGROUP,
+        "REDSHIFT_DATABASE": "dev",
+        "STATEMENT_TIMEOUT_SECONDS": "30",
+        "TX_STREAM": "cust-payment-txn-stream",
+        "LABEL_STREAM": "cust-payment-label-stream",
+        "S3_BUCKET": "card-fraud-data-123456789012-us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "CardFraudTest",
+        "POLL_INTERVAL_SECONDS": "0",
+        "STOP_MARGIN_SECONDS": "5",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+@pytest.fixture
+def api(env: dict[str, str]) -> DataApi:
+    return DataApi(WarehouseSettings(database="dev", workgroup=WORKGROUP, statement_timeout_s=30))
+
+
+class CloudFormation(BaseHTTPRequestHandler):
+    """Receives custom resource responses on the pre-signed URL, like CloudFormation's S3 bucket."""
+
+    received: list[dict[str, Any]]
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def cloudformation() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    server = HTTPServer(("127.0.0.1", 0), CloudFormation)
+    server.received = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/response", server.received
+    server.shutdown()
+
+
+# ------------------------------------------------------------------------------------------ apply_sql
+
+
+def test_apply_sql_applies_once_and_reapplies_cleanly(env, api, cloudformation) -> None:
+    url, received = cloudformation
+    app = load_handler("apply_sql")
+    app.lambda_handler(event("apply_sql_create.json", ResponseURL=url), Context("apply-sql"))
+    app.lambda_handler(event("apply_sql_update.json", ResponseURL=url), Context("apply-sql"))
+    assert [r["Status"] for r in received] == ["SUCCESS", "SUCCESS"]
+    assert received[0]["Data"] == {"Applied": 2, "Skipped": 0, "LastApplied": "002_outbox.sql"}
+    assert received[1]["Data"] == {"Applied": 0, "Skipped": 2, "LastApplied": ""}
+    assert (
+        received[0]["PhysicalResourceId"]
+        == received[1]["PhysicalResourceId"]
+        == f"sql-migrations:{WORKGROUP}/dev"
+    )
+    assert received[0]["RequestId"] == "6f1c2a7e-0000-4000-8000-000000000001"
+    ledger = api.query("SELECT version, name FROM schema_migrations ORDER BY version")
+    assert ledger == [{"version": 1, "name": "001_tables.sql"}, {"version": 2, "name": "002_outbox.sql"}]
+    assert api.query("SELECT count(*) AS n FROM fraud_alerts") == [{"n": 0}]
+    # Direct invoke (no RequestType) after everything is applied: nothing to do, no error.
+    assert app.lambda_handler(event("apply_sql_direct.json"), Context("apply-sql"))["Applied"] == 0
+    # Delete keeps the data.
+    app.lambda_handler(event("apply_sql_delete.json", ResponseURL=url), Context("apply-sql"))
+    assert received[-1]["Status"] == "SUCCESS"
+    assert api.query("SELECT count(*) AS n FROM schema_migrations") == [{"n": 2}]
+
+
+def test_apply_sql_reports_the_failing_file_and_redshift_error(env, api, sql_dir, cloudformation) -> None:
+    url, received = cloudformation
+    (sql_dir / "migrations" / "003_broken.sql").write_text(
+        "CREATE TABLE IF NOT EXISTS fine (id int);\nINSERT INTO fine SELECT id FROM no_such_table;\n"
+    )
+    app = load_handler("apply_sql")
+    app.lambda_handler(event("apply_sql_create.json", ResponseURL=url), Context("apply-sql"))
+    assert received[0]["Status"] == "FAILED"
+    assert received[0]["Reason"].startswith("003_broken.sql: ")
+    assert 'relation "no_such_table" does not exist' in received[0]["Reason"]
+    # The files before it are recorded; the broken one is not, so a fixed file applies next time.
+    assert [r["version"] for r in api.query("SELECT version FROM schema_migrations ORDER BY version")] == [
+        1,
+        2,
+    ]
+    (sql_dir / "migrations" / "003_broken.sql").write_text("CREATE TABLE IF NOT EXISTS fine (id int);\n")
+    app.lambda_handler(event("apply_sql_update.json", ResponseURL=url), Context("apply-sql"))
+    assert received[1]["Status"] == "SUCCESS" and received[1]["Data"]["LastApplied"] == "003_broken.sql"
+
+
+def test_apply_sql_refuses_an_edited_applied_migration(env, sql_dir, cloudformation) -> None:
+    url, received = cloudformation
+    app = load_handler("apply_sql")
+    app.lambda_handler(event("apply_sql_create.json", ResponseURL=url), Context("apply-sql"))
+    path = sql_dir / "migrations" / "001_tables.sql"
+    path.write_text(path.read_text() + "\nCREATE TABLE IF NOT EXISTS sneaky (id int);\n")
+    app.lambda_handler(event("apply_sql_update.json", ResponseURL=url), Context("apply-sql"))
+    assert received[1]["Status"] == "FAILED"
+    assert received[1]["Reason"].startswith("001_tables.sql: changed after it was applied")
+
+
+# ------------------------------------------------------------------------------------ score_and_alert
+
+
+@pytest.fixture
+def warehouse(env, api, cloudformation) -> DataApi:
+    """Migrations applied (through the handler), a promoted model, customers and stream rows."""
+    load_handler("apply_sql").lambda_handler(event("apply_sql_direct.json"), Context("apply-sql"))
+    api.execute(
+        "INSERT INTO model_registry (model_name, function_name, status, validation_metric, promoted_at) "
+        "VALUES ('fraud_model_v1', 'fn_fraud_score_v1', 'promoted', 0.9, getdate())"
+    )
+    api.execute(
+        "INSERT INTO customer_info VALUES (17, 'Jane Doe', 'jane@example.com'), (23, 'Li Wei', 'li@example.com')"
+    )
+    # 12 frauds (> 220) among 20 transactions; transaction 100 arrives twice on the stream.
+    rows = ", ".join(
+        f"({100 + i}, {17 if i % 2 else 23}, {i}, {300 + i if i < 12 else 20 + i})" for i in range(20)
+    )
+    api.execute(f"INSERT INTO tx_source VALUES {rows}, (100, 23, 0, 300)")
+    return api
+
+
+@pytest.fixture
+def alert_topic(aws_endpoints: str, monkeypatch) -> tuple[str, str]:
+    """The alert topic with its SQS subscription (raw delivery, as in the template)."""
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    suffix = uuid.uuid4().hex[:8]
+    topic = sns.create_topic(Name=f"alerts-{suffix}")["TopicArn"]
+    queue_url = sqs.create_queue(QueueName=f"actions-{suffix}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(
+        TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
+    )
+    return topic, queue_url
+
+
+def drain(queue_url: str) -> list[dict[str, Any]]:
+    sqs, messages = boto3.client("sqs"), []
+    while True:
+        batch = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+        ).get("Messages", [])
+        if not batch:
+            return messages
+        messages += batch
+        for message in batch:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def test_score_and_alert_scores_once_and_publishes_each_alert_once(
+    warehouse, alert_topic, monkeypatch
+) -> None:
+    topic, queue_url = alert_topic
+    monkeypatch.setenv("ALERT_TOPIC_ARN", topic)
+    app = load_handler("score_and_alert")
+    first = app.lambda_handler(event("score_and_alert_tick.json"), Context("score-and-alert"))
+    assert first["cycles"] == 1
+    assert first["totals"] == {
+        "scored": 20,
+        "enqueued": 12,
+        "published": 12,
+        "failed": 0,
+        "model": "fraud_model_v1",
+    }
+    messages = drain(queue_url)
+    assert len(messages) == 12
+    bodies = sorted((json.loads(m["Body"]) for m in messages), key=lambda b: b["transaction_id"])
+    assert [b["transaction_id"] for b in bodies] == list(range(100, 112))
+    assert bodies[1]["full_name"] == "Jane Doe" and bodies[1]["model_version"] == "fraud_model_v1"
+    attributes = messages[0]["MessageAttributes"]
+    assert attributes["score"] == {"StringValue": "0.97", "DataType": "Number"}
+    assert set(attributes) >= {"score", "amount", "customer_id", "transaction_id", "model_version"}
+
+    # A later invocation (several cycles this time) finds nothing new: each transaction scored once.
+    second = app.lambda_handler(
+        event("score_and_alert_tick.json"), Context("score-and-alert", remaining_ms=7_000)
+    )
+    assert second["cycles"] >= 1 and second["totals"]["scored"] == 0 and second["totals"]["published"] == 0
+    assert drain(queue_url) == []
+    counts = warehouse.query(
+        "SELECT count(*) AS scores, count(DISTINCT transaction_id) AS ids FROM fraud_scores"
+    )
+    assert counts == [{"scores": 20, "ids": 20}]
+    assert warehouse.query(
+        "SELECT count(*) AS n FROM fraud_alerts WHERE status = 'sent' AND message_id IS NOT NULL"
+    ) == [{"n": 12}]
+
+
+def test_sns_failure_leaves_alerts_pending_and_a_later_run_sends_them(
+    warehouse, alert_topic, monkeypatch
+) -> None:
+    topic, queue_url = alert_topic
+    monkeypatch.setenv("ALERT_TOPIC_ARN", topic + "-deleted")  # SNS answers NotFound for every batch
+    failing = load_handler("score_and_alert")
+    outcome = failing.lambda_handler(event("score_and_alert_tick.json"), Context("score-and-alert"))
+    assert outcome["totals"]["enqueued"] == 12
+    assert (outcome["totals"]["published"], outcome["totals"]["failed"]) == (0, 12)
+    assert warehouse.query("SELECT count(*) AS n FROM fraud_alerts WHERE status = 'pending'") == [{"n": 12}]
+
+    monkeypatch.setenv("ALERT_TOPIC_ARN", topic)  # SNS is back (new cold start reads the settings)
+    recovered = load_handler("score_and_alert").lambda_handler(
+        event("score_and_alert_tick.json"), Context("s")
+    )
+    assert recovered["totals"] == {
+        "scored": 0,
+        "enqueued": 0,
+        "published": 12,
+        "failed": 0,
+        "model": "fraud_model_v1",
+    }
+    assert len(drain(queue_url)) == 12
+    assert warehouse.query("SELECT count(*) AS n FROM fraud_alerts WHERE status = 'pending'") == [{"n": 0}]
+
+
+def test_score_and_alert_without_a_promoted_model_still_publishes_pending(
+    warehouse, alert_topic, monkeypatch
+) -> None:
+    topic, queue_url = alert_topic
+    monkeypatch.setenv("ALERT_TOPIC_ARN", topic)
+    warehouse.execute("UPDATE model_registry SET status = 'retired'")
+    warehouse.execute(
+        "INSERT INTO fraud_scores (transaction_id, customer_id, terminal_id, tx_amount, score, prediction, model_version) VALUES (999, 17, 1, 500, 0.99, 1, 'old')"
+    )
+    warehouse.execute(
+        "INSERT INTO fraud_alerts (transaction_id, score, model_version, status) VALUES (999, 0.99, 'old', 'pending')"
+    )
+    outcome = load_handler("score_and_alert").lambda_handler(event("score_and_alert_tick.json"), Context("s"))
+    assert outcome["totals"] == {"scored": 0, "enqueued": 0, "published": 1, "failed": 0, "model": None}
+    assert [json.loads(m["Body"])["transaction_id"] for m in drain(queue_url)] == [999]
+
+
+def test_score_and_alert_names_a_missing_setting(env, monkeypatch) -> None:
+    monkeypatch.delenv("ALERT_TOPIC_ARN", raising=False)
+    with pytest.raises(Exception, match="ALERT_TOPIC_ARN"):
+        load_handler("score_and_alert").lambda_handler(event("score_and_alert_tick.json"), Context("s"))
+
+
+# ---------------------------------------------------------------------------------------- act_on_alert
+
+
+@pytest.fixture
+def tables(aws_endpoints: str, monkeypatch) -> tuple[str, str]:
+    """The cases and idempotency tables, with the template's key schemas."""
+    dynamodb, suffix = boto3.client("dynamodb"), uuid.uuid4().hex[:8]
+    cases, idempotency = f"cases-{suffix}", f"idempotency-{suffix}"
+    for name, key in ((cases, "pk"), (idempotency, "id")):
+        dynamodb.create_table(
+            TableName=name,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+        )
+    monkeypatch.setenv("CASES_TABLE", cases)
+    monkeypatch.setenv("IDEMPOTENCY_TABLE", idempotency)
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "CardFraudTest")
+    return cases, idempotency
+
+
+def test_duplicate_delivery_locks_the_card_once(tables) -> None:
+    cases, _ = tables
+    app = load_handler("act_on_alert")
+    response = app.lambda_handler(event("act_on_alert_batch_with_duplicate.json"), Context("act-on-alert"))
+    assert response == {"batchItemFailures": []}
+    # Redelivered again in a later batch (e.g. score_and_alert crashed before marking it sent).
+    again = app.lambda_handler(event("act_on_alert_batch_with_duplicate.json"), Context("act-on-alert"))
+    assert again == {"batchItemFailures": []}
+    table = boto3.resource("dynamodb").Table(cases)
+    card = table.get_item(Key={"pk": "CARD#17"})["Item"]
+    assert card["locked"] is True and card["lock_count"] == 1 and card["transaction_ids"] == {"1000001"}
+    assert table.get_item(Key={"pk": "CASE#1000001"})["Item"]["status"] == "open"
+    assert table.get_item(Key={"pk": "CARD#23"})["Item"]["lock_count"] == 1
+    assert len(table.scan()["Items"]) == 4  # two cases, two cards
+
+
+def test_case_written_once_even_without_the_idempotency_record(tables) -> None:
+    """If the idempotency record has expired (TTL), the conditional case write still locks once."""
+    cases, idempotency = tables
+    app = load_handler("act_on_alert")
+    app.lambda_handler(event("act_on_alert_batch_with_duplicate.json"), Context("act-on-alert"))
+    records = boto3.resource("dynamodb").Table(idempotency)
+    items = records.scan()["Items"]
+    assert len(items) == 2  # one record per transaction id, the duplicate added none
+    for item in items:
+        records.delete_item(Key={"id": item["id"]})
+    assert app.lambda_handler(event("act_on_alert_batch_with_duplicate.json"), Context("a")) == {
+        "batchItemFailures": []
+    }
+    assert boto3.resource("dynamodb").Table(cases).get_item(Key={"pk": "CARD#17"})["Item"]["lock_count"] == 1
+
+
+def test_poison_message_fails_alone(tables) -> None:
+    cases, _ = tables
+    response = load_handler("act_on_alert").lambda_handler(
+        event("act_on_alert_batch_with_poison.json"), Context("a")
+    )
+    assert response == {"batchItemFailures": [{"itemIdentifier": "0c6f3a52-0005-4a4b-9a52-000000000005"}]}
+    assert boto3.resource("dynamodb").Table(cases).get_item(Key={"pk": "CARD#31"})["Item"]["locked"] is True
