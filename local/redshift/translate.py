@@ -94,6 +94,10 @@ def _syntax_error(exc: Exception) -> RedshiftError:
     return RedshiftError(f"syntax error: {exc}", "42601")
 
 
+_ARITHMETIC = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod)
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def bind_parameters(expression: exp.Expression, parameters: Mapping[str, str] | None) -> exp.Expression:
     """Replace every `:name` with its value as a string literal (values are never spliced as SQL)."""
     params = {k.lower(): v for k, v in (parameters or {}).items()}
@@ -104,7 +108,13 @@ def bind_parameters(expression: exp.Expression, parameters: Mapping[str, str] | 
             if name not in params:
                 raise RedshiftError(f'parameter ":{node.name}" has no value', "42P02")
             value = params[name]
-            return exp.null() if value is None else exp.Literal.string(str(value))
+            if value is None:
+                return exp.null()
+            # In arithmetic an unknown-typed literal resolves to the other operand's numeric type on
+            # Redshift; DuckDB cannot pick an overload for a string literal there, so give it a number.
+            if isinstance(node.parent, _ARITHMETIC) and _NUMBER.fullmatch(str(value).strip()):
+                return exp.Literal.number(str(value).strip())
+            return exp.Literal.string(str(value))
         return node
 
     return expression.transform(replace, copy=False)

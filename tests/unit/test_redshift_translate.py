@@ -233,3 +233,11 @@ def test_decimal_division_scale(engine):
     assert (q.precision, q.scale) == (20, 13)
     assert (m.precision, m.scale) == (38, 4)
     assert result.rows == [(Decimal("2.5000000000000"), Decimal("10.0000"))]
+
+
+def test_parameters_in_arithmetic(engine):
+    assert one(engine, "SELECT :a + 1, :b * 2, :c || 'x'", {"a": "2", "b": "1.5", "c": "7"}) == (
+        3,
+        Decimal("3.0"),
+        "7x",
+    )
