@@ -359,10 +359,6 @@ def _connection(body: dict[str, Any]) -> dict[str, str]:
         raise validation("ClusterIdentifier and WorkgroupName cannot both be specified.")
     if not (cluster or workgroup or secret):
         raise validation("Either ClusterIdentifier or WorkgroupName needs to be specified.")
-    if workgroup and body.get("DbUser"):
-        raise validation(
-            "DbUser is not supported with WorkgroupName; the database user comes from the IAM identity."
-        )
     connection = {"Database": body.get("Database") or DEFAULT_DATABASE}
     for key in ("ClusterIdentifier", "WorkgroupName", "SecretArn", "DbUser"):
         if body.get(key):
