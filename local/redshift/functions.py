@@ -21,8 +21,11 @@ _MACROS = [
     "is_utf8(b BLOB) AS coalesce(try(decode(b)) IS NOT NULL, b IS NULL AND NULL), (s VARCHAR) AS s IS NOT NULL",
     """can_json_parse(b BLOB) AS coalesce(json_valid(try(decode(b))), false),
        (s VARCHAR) AS coalesce(json_valid(s), false)""",
-    # Redshift returns '' for a path that is absent; an invalid document is an error (as on Redshift).
-    "redshift_json_text(j, path) AS coalesce(json_extract_string(CAST(j AS VARCHAR), path), '')",
+    # Redshift returns '' for a path that is absent; an invalid document is an error (as on Redshift),
+    # and so is one over 64 KB, JSON_EXTRACT_PATH_TEXT's input limit (a streaming MV skips that record).
+    """redshift_json_text(j, path) AS CASE WHEN strlen(CAST(j AS VARCHAR)) > 65535
+       THEN error('JSON document exceeds the 64 KB limit of JSON_EXTRACT_PATH_TEXT')
+       ELSE coalesce(json_extract_string(CAST(j AS VARCHAR), path), '') END""",
     "json_serialize(j) AS CAST(j AS VARCHAR)",
     "json_extract_array_element_text(j, i) AS coalesce(json_extract_string(CAST(j AS VARCHAR), i), '')",
     "is_valid_json(s) AS coalesce(json_valid(s), false)",
