@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import re
 import threading
 import time
 import uuid
@@ -428,3 +430,95 @@ def test_poison_message_fails_alone(tables) -> None:
     )
     assert response == {"batchItemFailures": [{"itemIdentifier": "0c6f3a52-0005-4a4b-9a52-000000000005"}]}
     assert boto3.resource("dynamodb").Table(cases).get_item(Key={"pk": "CARD#31"})["Item"]["locked"] is True
+
+
+# ----------------------------------------------------------------------------------------- train_model
+
+REGISTRY_QUERIES = (
+    "current_model",
+    "register_model",
+    "models_in_training",
+    "set_model_status",
+    "record_model_metric",
+    "retire_promoted_models",
+    "promote_model",
+)
+CREATE_MODEL = """CREATE MODEL ${MODEL_NAME}
+FROM (SELECT x1, x2, y FROM training_rows)
+TARGET y
+FUNCTION ${MODEL_FUNCTION}
+IAM_ROLE '${IAM_ROLE}'
+AUTO OFF
+MODEL_TYPE XGBOOST
+OBJECTIVE 'reg:logistic'
+PREPROCESSORS 'none'
+HYPERPARAMETERS DEFAULT EXCEPT (NUM_ROUND '10')
+SETTINGS (S3_BUCKET '${S3_BUCKET}', MAX_RUNTIME ${MAX_RUNTIME})"""
+
+
+@pytest.fixture
+def training_warehouse(env, api, sql_dir) -> DataApi:
+    """The project's own registry queries (sql/queries) over a small, learnable training table."""
+    for name in REGISTRY_QUERIES:
+        (sql_dir / "queries" / f"{name}.sql").write_text(
+            (REPO / "sql" / "queries" / f"{name}.sql").read_text()
+        )
+    (sql_dir / "queries" / "create_model.sql").write_text(CREATE_MODEL)
+    load_handler("apply_sql").lambda_handler(event("apply_sql_direct.json"), Context("apply-sql"))
+    rows = ", ".join(
+        f"({(i * 37 % 100) / 100}, {(i * 11 % 100) / 100}, {int((i * 37 % 100) > 70)})" for i in range(600)
+    )
+    api.execute("CREATE TABLE training_rows (x1 float8, x2 float8, y integer)")
+    api.execute(f"INSERT INTO training_rows VALUES {rows}")
+    return api
+
+
+def settle(app: ModuleType, timeout_s: float = 120) -> dict[str, Any]:
+    """Run the scheduled check until no version is training any more (CREATE MODEL is asynchronous)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        outcome = app.lambda_handler(event("train_model_check.json"), Context("train-model"))
+        if not outcome["training"] or time.monotonic() > deadline:
+            return outcome
+        time.sleep(0.5)
+
+
+def test_train_model_starts_versions_and_promotes_ready_ones(training_warehouse, monkeypatch) -> None:
+    api = training_warehouse
+    app = load_handler("train_model")
+    started = app.lambda_handler(event("train_model_start.json"), Context("train-model"))
+    first = started["started"]
+    assert re.fullmatch(r"fraud_model_v\d{14}", first)
+    # A second start while the first still trains does not pile up versions.
+    assert app.lambda_handler(event("train_model_start.json"), Context("train-model"))["started"] in (
+        None,
+        first,
+    )
+    outcome = settle(app)
+    assert outcome["promoted"] == [first] and outcome["failed"] == []
+    current = api.query("SELECT model_name, function_name, status, validation_metric FROM model_registry")
+    assert current[0]["model_name"] == first and current[0]["status"] == "promoted"
+    assert current[0]["function_name"] == first.replace("fraud_model", "fn_fraud_score")
+    assert current[0]["validation_metric"] is not None
+    scores = api.query(
+        f"SELECT {current[0]['function_name']}(x1, x2) AS p FROM training_rows ORDER BY x1 DESC LIMIT 1"
+    )
+    assert 0.5 < scores[0]["p"] <= 1.0  # the promoted function is callable and has learnt the rule
+
+    # A broken CREATE MODEL: the version is recorded as failed and the promoted one stays.
+    (Path(os.environ["FRAUD_SQL_DIR"]) / "queries" / "create_model.sql").write_text(
+        CREATE_MODEL.replace("TARGET y", "TARGET no_such_column")
+    )
+    with pytest.raises(Exception, match="no_such_column"):
+        app.lambda_handler(event("train_model_start.json"), Context("train-model"))
+    outcome = settle(app)
+    assert len(outcome["failed"]) == 1 and outcome["promoted"] == []
+    statuses = {
+        r["model_name"]: r["status"] for r in api.query("SELECT model_name, status FROM model_registry")
+    }
+    assert statuses[first] == "promoted" and sorted(statuses.values()) == ["failed", "promoted"]
+
+
+def test_train_model_rejects_an_unknown_action(env) -> None:
+    with pytest.raises(ValueError, match="unknown train_model action"):
+        load_handler("train_model").lambda_handler({"action": "drop everything"}, Context("train-model"))
