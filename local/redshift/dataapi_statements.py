@@ -205,6 +205,7 @@ class StatementStore:
             except NotCancellable:
                 pass  # ended meanwhile
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._cursors.detach()
 
     # -- execution (worker threads) -----------------------------------------------------------
 
@@ -313,9 +314,23 @@ class _CursorTracker:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._cursors: dict[str, list[Any]] = {}
+        self._engine = engine
+        self._wrapped: list[tuple[str, Any, Any]] = []  # (name, what was there before, our wrapper)
         for name in ("connection", "cursor"):
             if callable(getattr(engine, name, None)):
-                setattr(engine, name, self._tracked(getattr(engine, name)))
+                wrapper = self._tracked(getattr(engine, name))
+                self._wrapped.append((name, vars(engine).get(name), wrapper))
+                setattr(engine, name, wrapper)
+
+    def detach(self) -> None:
+        """Give the engine its methods back (a later server on the same engine wraps them again)."""
+        for name, previous, wrapper in reversed(self._wrapped):
+            if vars(self._engine).get(name) is wrapper:
+                if previous is None:
+                    delattr(self._engine, name)
+                else:
+                    setattr(self._engine, name, previous)
+        self._wrapped.clear()
 
     def _tracked(self, open_connection: Callable[..., Any]) -> Callable[..., Any]:
         def tracked(*args: Any, **kwargs: Any) -> Any:
