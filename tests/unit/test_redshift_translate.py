@@ -241,3 +241,13 @@ def test_parameters_in_arithmetic(engine):
         Decimal("3.0"),
         "7x",
     )
+
+
+def test_super_navigation_with_json_parse(engine):
+    engine.execute("CREATE TABLE docs (id int, doc super)")
+    engine.execute("""INSERT INTO docs SELECT 1, json_parse('{"customer": {"id": 7}, "amount": 12.5}')""")
+    result = engine.execute(
+        "SELECT d.doc.customer.id, doc.amount::decimal(9,2), json_serialize(doc) FROM docs d"
+    )
+    assert result.rows == [("7", Decimal("12.50"), '{"customer":{"id":7},"amount":12.5}')]
+    assert [c.type_name for c in result.columns] == ["super", "numeric", "varchar"]
