@@ -193,7 +193,7 @@ def test_stream_honours_the_rate(make_stream, small_world):
     with KinesisWriter(make_stream(1)) as writer:
         stats = run_stream(LiveSimulator(world, after=history), writer, None, rate=200, duration_s=1.5)
     assert stats.stopped_by == "duration"
-    assert 200 <= stats.transactions <= 340  # 1.5 s at 200/s, plus at most one burst (20)
+    assert 150 <= stats.transactions <= 320  # at most 1 + 1.5 s x 200/s; the lower bound allows a busy CI
 
 
 # --- retries, throttling, giving up --------------------------------------------------------------------
