@@ -139,6 +139,9 @@ def _rewrite(node: exp.Expression) -> exp.Expression | None:
             this="redshift_json_text",
             expressions=[node.this, exp.Literal.string(_json_path(node.expression))],
         )
+    if isinstance(node, exp.Bracket):
+        node.set("json_access", True)  # Redshift subscripts only SUPER (JSON here), 0-based in both
+        return node
     if isinstance(node, _STORAGE_PROPERTIES):
         return None
     if isinstance(node, exp.ColumnConstraint) and isinstance(node.args.get("kind"), _UNENFORCED_CONSTRAINTS):

@@ -251,3 +251,7 @@ def test_super_navigation_with_json_parse(engine):
     )
     assert result.rows == [("7", Decimal("12.50"), '{"customer":{"id":7},"amount":12.5}')]
     assert [c.type_name for c in result.columns] == ["super", "numeric", "varchar"]
+    tags = engine.execute(
+        """SELECT doc.tags[0], doc.tags[1] FROM (SELECT json_parse('{"tags": ["a", "b"]}') AS doc)"""
+    )
+    assert tags.rows == [('"a"', '"b"')]
