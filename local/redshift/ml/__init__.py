@@ -127,10 +127,19 @@ class ModelManager:
             stop.set()
         for thread, _ in threads:
             thread.join(timeout=30)
-        try:
-            self._anchor.close()
-        except duckdb.Error:
-            pass
+        with self._lock:
+            # Unregister before closing the owning connection: a late call then fails cleanly
+            # ("function does not exist") instead of reaching a freed Python callable.
+            for function in [EXPLAIN_FUNCTION, *(n for names in self._registered.values() for n in names)]:
+                try:
+                    self._anchor.remove_function(function)
+                except duckdb.Error:
+                    pass
+            self._registered.clear()
+            try:
+                self._anchor.close()
+            except duckdb.Error:
+                pass
 
     # -- CREATE MODEL --------------------------------------------------------------------------
 

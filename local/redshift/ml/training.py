@@ -268,12 +268,20 @@ def _train_xgboost(
         else:
             params[name] = kind(value)
     train_idx, valid_idx = _split(len(data.y))
-    dtrain = xgb.DMatrix(
-        data.x[train_idx], label=data.y[train_idx], feature_names=[c.name for c in data.features]
-    )
-    dvalid = xgb.DMatrix(
-        data.x[valid_idx], label=data.y[valid_idx], feature_names=[c.name for c in data.features]
-    )
+    names = [c.name for c in data.features]
+    if params.get("tree_method", "hist") == "hist":  # quantised once: less memory and time than DMatrix
+        dtrain = xgb.QuantileDMatrix(
+            data.x[train_idx],
+            label=data.y[train_idx],
+            feature_names=names,
+            max_bin=params.get("max_bin", 256),
+        )
+        dvalid = xgb.QuantileDMatrix(
+            data.x[valid_idx], label=data.y[valid_idx], feature_names=names, ref=dtrain
+        )
+    else:
+        dtrain = xgb.DMatrix(data.x[train_idx], label=data.y[train_idx], feature_names=names)
+        dvalid = xgb.DMatrix(data.x[valid_idx], label=data.y[valid_idx], feature_names=names)
     evals_result: dict[str, dict[str, list[float]]] = {}
     booster = xgb.train(
         params,
