@@ -22,7 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
 MAX_RECORDS_PER_CALL = 500
 MAX_BYTES_PER_CALL = 5 * 1024 * 1024
@@ -41,6 +47,8 @@ RETRYABLE_CALL_ERRORS = frozenset(
         "KMSThrottlingException",
     }
 )
+# The endpoint went away (e.g. a local stack restarting) after botocore's own retries: back off, retry.
+CONNECTION_ERRORS = (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError)
 
 
 class ProducerError(Exception):
@@ -274,16 +282,19 @@ class KinesisWriter:
                 response = self.client.put_records(
                     StreamName=self.stream_name, Records=[record.entry for record in pending]
                 )
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
-                if code not in RETRYABLE_CALL_ERRORS:
+            except (ClientError, *CONNECTION_ERRORS) as exc:
+                if isinstance(exc, ClientError):
+                    code = exc.response.get("Error", {}).get("Code", "")
+                    message = exc.response.get("Error", {}).get("Message", "")
+                else:
+                    code, message = type(exc).__name__, str(exc)
+                if code not in RETRYABLE_CALL_ERRORS and not isinstance(exc, CONNECTION_ERRORS):
                     for record in pending:
                         record.attempts -= 1
                     raise
                 self.stats.calls += 1
                 if "Throttl" in code or "Exceeded" in code:
                     self.stats.throttled += 1
-                message = exc.response.get("Error", {}).get("Message", "")
                 for record in pending:
                     record.last_error = (code, message)
                 retry = pending

@@ -256,6 +256,40 @@ def test_a_non_retryable_error_keeps_unsent_records_until_abandoned(kinesis, mak
     assert writer.stats.failed == 10 and len(writer.given_up) == 10
 
 
+def test_an_endpoint_restart_mid_stream_loses_nothing(aws_endpoints, monkeypatch):
+    """The Kinesis endpoint goes away and comes back: connection errors are retried, nothing is lost."""
+    from botocore.config import Config
+    from moto.server import ThreadedMotoServer
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    # botocore's own retries off, so the writer's retry path is what keeps the records
+    client = boto3.client(
+        "kinesis", endpoint_url=f"http://127.0.0.1:{port}", config=Config(retries={"total_max_attempts": 1})
+    )
+    stream = f"restart-{uuid.uuid4().hex[:8]}"
+    client.create_stream(StreamName=stream, ShardCount=1)
+    writer = KinesisWriter(stream, client=client, base_delay_s=0.2, max_delay_s=1.0, max_attempts=20)
+    for n in range(100):
+        writer.put(json.dumps({"n": n}), partition_key="k")
+    writer.flush()
+    server.stop()
+    for n in range(100, 200):
+        writer.put(json.dumps({"n": n}), partition_key="k")
+    restarted = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    threading.Timer(1.0, restarted.start).start()
+    try:
+        writer.close()
+        assert writer.stats.sent == 200 and writer.stats.failed == 0 and writer.stats.retried > 0
+        assert sorted(body["n"] for _, body in read_all(client, stream)) == list(range(200))
+    finally:
+        time.sleep(0.1)
+        restarted.stop()
+
+
 def test_batches_respect_the_call_size_limit(kinesis, make_stream):
     stream = make_stream(1)
     counting = FaultyClient(kinesis)
