@@ -49,6 +49,9 @@ class FunctionSpec:
     queue_arn: str | None = None  # SQS event source
     batch_size: int = 10
     report_batch_item_failures: bool = False
+    # Lambda polls an SQS queue with several concurrent batches; locally one at a time, because moto's
+    # DynamoDB is not thread-safe (concurrent TransactWriteItems fail with HTTP 500 inside moto).
+    queue_concurrency: int = 1
 
     @property
     def dir_name(self) -> str:

@@ -80,6 +80,7 @@ class Scheduler:
     stats: dict[str, FunctionStats] = field(default_factory=dict)
     stop_event: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+    _stats_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> None:
         for spec in self.resources.functions.values():
@@ -89,7 +90,8 @@ class Scheduler:
             for schedule in spec.schedules:
                 self._spawn(self._schedule_loop, spec, schedule.period_s, schedule.event)
             if spec.queue_arn:
-                self._spawn(self._queue_loop, spec)
+                for _ in range(spec.queue_concurrency):
+                    self._spawn(self._queue_loop, spec)
 
     def _spawn(self, target: Callable[..., None], *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=f"scheduler-{args[0].dir_name}", daemon=True)
@@ -105,11 +107,13 @@ class Scheduler:
 
     def invoke(self, spec: FunctionSpec, event: dict[str, Any]) -> Any:
         stats = self.stats.setdefault(spec.dir_name, FunctionStats())
-        stats.invocations += 1
+        with self._stats_lock:
+            stats.invocations += 1
         try:
             return invoke(spec, event, region=self.region, stop=self.stop_event)
         except Exception as exc:  # a failed invocation is logged and retried by the schedule, as on AWS
-            stats.errors += 1
+            with self._stats_lock:
+                stats.errors += 1
             stats.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("%s failed: %s", spec.name, stats.last_error)
             raise
@@ -148,7 +152,8 @@ class Scheduler:
 
     def _deliver(self, sqs: Any, spec: FunctionSpec, queue_url: str, messages: list[dict[str, Any]]) -> None:
         stats = self.stats[spec.dir_name]
-        stats.messages += len(messages)
+        with self._stats_lock:
+            stats.messages += len(messages)
         records = [sqs_record(m, spec.queue_arn or "", self.region) for m in messages]
         if self.on_sqs_batch is not None:
             self.on_sqs_batch(spec, records)
@@ -166,7 +171,8 @@ class Scheduler:
                 QueueUrl=queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
             )
-        stats.messages_deleted += len(done)
+        with self._stats_lock:
+            stats.messages_deleted += len(done)
 
 
 def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:

@@ -78,6 +78,7 @@ class Stack:
         self.scheduler: Any = None
         self.migrations_result: dict[str, Any] = {}
         self._locked = False
+        self._saved_env: dict[str, str] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -96,6 +97,7 @@ class Stack:
         _check_port(opts.redshift_port, "--redshift-port")
         self.template = _load(opts)  # a broken template fails before anything starts
         self._prepare_data_dir()
+        self._saved_env = dict(os.environ)  # the stack's endpoints and settings leave with it
         os.environ.update(FAKE_CREDENTIALS)
         os.environ.pop("AWS_PROFILE", None)
         self._start_moto()
@@ -130,6 +132,10 @@ class Stack:
         if self._locked:
             (self.options.data_dir / LOCK_FILE).unlink(missing_ok=True)
             self._locked = False
+        if self._saved_env is not None:
+            os.environ.clear()
+            os.environ.update(self._saved_env)
+            self._saved_env = None
 
     def __enter__(self) -> Stack:
         return self.start()
