@@ -186,9 +186,11 @@ def _progress() -> Progress:
 
 
 def run_history(args: argparse.Namespace) -> int:
-    from producer.export import export_history, upload_to_s3
+    from producer.export import export_history, parse_s3_uri, upload_to_s3
 
     config = _world_config(args)
+    if args.s3_uri:
+        parse_s3_uri(args.s3_uri)  # a bad URI fails before the work, not after it
     with _progress() as progress:
         task = progress.add_task(f"simulating {config.n_days} days", total=None)
         world, history = simulate_history(config)
