@@ -250,14 +250,15 @@ def _status_line(stats: StreamStats, tx_writer: KinesisWriter, label_writer: Kin
 
 def run_stream_command(args: argparse.Namespace) -> int:
     config = _world_config(args)
-    with _progress() as progress:
-        progress.add_task(f"simulating {config.n_days} days of history to continue from", total=None)
-        world, history = simulate_history(config)
-    live = LiveSimulator(world, after=history)
+    # The streams are checked first, so a wrong name fails before the simulation's work.
     tx_writer = KinesisWriter(args.stream, max_attempts=args.max_attempts)
     label_writer = (
         KinesisWriter(args.label_stream, max_attempts=args.max_attempts) if args.label_stream else None
     )
+    with _progress() as progress:
+        progress.add_task(f"simulating {config.n_days} days of history to continue from", total=None)
+        world, history = simulate_history(config)
+    live = LiveSimulator(world, after=history)
 
     stop = threading.Event()
     running = StreamStats(tx_writer=tx_writer.stats)  # live counters for the status line
