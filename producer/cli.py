@@ -120,8 +120,9 @@ def _world_config(args: argparse.Namespace) -> WorldConfig:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    invoked_as_script = Path(sys.argv[0]).name == "fraud-producer"
     parser = argparse.ArgumentParser(
-        prog="python -m producer",
+        prog="fraud-producer" if invoked_as_script else "python -m producer",
         description="Card-transaction simulator and Kinesis producer.",
         epilog="AWS region, credentials and endpoints come from boto3's standard configuration.",
     )
