@@ -104,3 +104,24 @@ def test_settings_defaults_and_cluster_target() -> None:
     assert (warehouse.database, warehouse.cluster_id, warehouse.workgroup) == ("dev", "c1", None)
     alert = AlertSettings.from_env({"ALERT_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:t"})
     assert (alert.threshold, alert.poll_interval_s, alert.batch_limit) == (0.5, 5.0, 500)
+
+
+def test_every_project_sql_file_templates_and_splits() -> None:
+    """The contract with sql/: every placeholder is known, every query file holds exactly one statement."""
+    from fraud_common import migrations, queries
+
+    settings = SqlSettings.from_env(
+        {
+            "TX_STREAM": "cust-payment-txn-stream",
+            "LABEL_STREAM": "cust-payment-label-stream",
+            "S3_BUCKET": "card-fraud-data-123456789012-us-east-1",
+        }
+    )
+    placeholders = settings.placeholders()
+    found = migrations.discover()
+    assert found and [m.version for m in found] == sorted(m.version for m in found)
+    for migration in found:
+        assert split_statements(fill(migration.text, placeholders, migration.name)), migration.name
+    for path in sorted((sql_dir() / "queries").glob("*.sql")):
+        statements = split_statements(queries.load(path.stem, placeholders))
+        assert len(statements) == 1, f"{path.name} holds {len(statements)} statements"
