@@ -40,6 +40,7 @@ def _training_table(n: int = N_ROWS, seed: int = 7) -> pa.Table:
             "ratio": ratio,
             "is_fraud": pa.array(fraud.astype(np.int32)),
             "label": pa.array(np.where(fraud, "fraud", "genuine")),
+            "segment": pa.array(np.where(ratio > 0.93, "risky", rng.choice(["shop", "web"], n))),
             "note": pa.array(["x"] * n),
         }
     )
@@ -81,7 +82,7 @@ def trained(engine: Engine) -> dict[str, str]:
     states = {"m_class": _show(engine, "m_class")["Model State"]}
     engine.execute(AUTO_OFF.format(name="m_score", function="fn_score", objective="reg:logistic"))
     engine.execute(
-        "CREATE MODEL m_auto FROM (SELECT amount, night, ratio, label FROM train_data) TARGET label "
+        "CREATE MODEL m_auto FROM (SELECT amount, night, segment, label FROM train_data) TARGET label "
         "FUNCTION fn_auto IAM_ROLE default SETTINGS (S3_BUCKET 'bucket', MAX_RUNTIME 5)"
     )
     for name in ("m_class", "m_score", "m_auto"):
@@ -150,7 +151,7 @@ def test_auto_on_class_and_probabilities(engine: Engine, trained: dict[str, str]
     assert 0.8 < float(show["validation:f1"]) <= 1.0
     assert show["Selected Algorithm"] in ("xgboost", "linear")
     rows = engine.execute(
-        "SELECT fn_auto(amount, night, ratio), fn_auto_probabilities(amount, night, ratio) FROM train_data"
+        "SELECT fn_auto(amount, night, segment), fn_auto_probabilities(amount, night, segment) FROM train_data"
     ).rows
     for label, report in rows[:200]:
         parsed = json.loads(report)
@@ -159,6 +160,12 @@ def test_auto_on_class_and_probabilities(engine: Engine, trained: dict[str, str]
         assert all(0 <= p <= 1 for p in probabilities) and abs(sum(probabilities) - 1) < 1e-5
         assert label == parsed["labels"][int(np.argmax(probabilities))]
     assert {r[0] for r in rows} == {"fraud", "genuine"}
+    # VARCHAR inputs (AUTO ON only) are coded by the training vocabulary; unseen values are missing.
+    assert show["Function Parameter Types"] == "numeric bool varchar"
+    assert engine.execute("SELECT fn_auto(10.0, false, 'risky'), fn_auto(10.0, false, 'shop')").rows == [
+        ("fraud", "genuine")
+    ]
+    assert engine.execute("SELECT fn_auto(10.0, false, 'never seen')").rows[0][0] in ("fraud", "genuine")
 
 
 def test_explain_model_reports_every_feature(engine: Engine, trained: dict[str, str]) -> None:

@@ -251,7 +251,7 @@ class ModelManager:
 
         def predict(*columns: pa.Array) -> pa.Array:
             _check_arity(record.function, columns, n_args)
-            return predictor.predict(training.features_matrix(list(columns)))
+            return predictor.predict(training.features_matrix(list(columns), record.vocabularies))
 
         _declare_arity(predict, n_args)
         names = [record.function]
@@ -267,7 +267,7 @@ class ModelManager:
 
             def probabilities(*columns: pa.Array) -> pa.Array:
                 _check_arity(record.function + PROBABILITIES_SUFFIX, columns, n_args)
-                rows = predictor.probabilities(training.features_matrix(list(columns)))
+                rows = predictor.probabilities(training.features_matrix(list(columns), record.vocabularies))
                 return pa.ExtensionArray.from_storage(pa.json_(), pa.array(rows, type=pa.string()))
 
             _declare_arity(probabilities, n_args)
@@ -388,6 +388,7 @@ def _record(s: st.CreateModel, data: training.TrainingData) -> ModelRecord:
     record.feature_names = [c.name for c in data.features]
     record.feature_duck_types = [c.duck_type for c in data.features]
     record.feature_redshift_types = [c.redshift_type for c in data.features]
+    record.vocabularies = [c.vocabulary for c in data.features]
     record.model_type = "auto" if s.auto and s.model_type is None else (s.model_type or "").lower()
     record.problem_type = {
         "BINARY_CLASSIFICATION": "BinaryClassification",

@@ -70,6 +70,7 @@ class ModelRecord:
     rows_used: int | None = None
     training_seconds: float | None = None
     job_name: str = ""
+    vocabularies: list[list[str] | None] = field(default_factory=list)  # per feature, VARCHAR inputs only
 
     @property
     def has_probabilities(self) -> bool:

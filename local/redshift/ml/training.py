@@ -36,6 +36,7 @@ class Column:
     name: str
     duck_type: str  # DuckDB type of the UDF parameter / return value
     redshift_type: str  # what SHOW MODEL prints
+    vocabulary: list[str] | None = None  # AUTO ON VARCHAR inputs: training values, coded by position
 
 
 @dataclass
@@ -103,11 +104,19 @@ def _target_types(arrow_type: pa.DataType) -> tuple[str, str] | None:
     return None
 
 
-def features_matrix(columns: list[pa.Array | pa.ChunkedArray]) -> np.ndarray:
-    """Arrow columns -> float32 matrix with NaN for NULL (XGBoost's missing value)."""
+def features_matrix(
+    columns: list[pa.Array | pa.ChunkedArray], vocabularies: list[list[str] | None] | None = None
+) -> np.ndarray:
+    """Arrow columns -> float32 matrix with NaN for NULL (XGBoost's missing value).
+
+    A VARCHAR column becomes its value's position in the training vocabulary (unknown values: NaN).
+    """
     n = len(columns[0]) if columns else 0
     x = np.empty((n, len(columns)), dtype=np.float32)
     for j, col in enumerate(columns):
+        vocabulary = vocabularies[j] if vocabularies else None
+        if vocabulary is not None:
+            col = pc.index_in(col, value_set=pa.array(vocabulary, type=pa.string()))
         if pa.types.is_boolean(col.type) or pa.types.is_decimal(col.type):
             col = pc.cast(col, pa.float64())
         x[:, j] = (
@@ -140,12 +149,17 @@ def prepare(table: pa.Table, statement: CreateModel) -> TrainingData:
     for name in names:
         if name == statement.target:
             continue
-        types = _column_types(table.column(name).type)
+        column_type = table.column(name).type
+        if statement.auto and (pa.types.is_string(column_type) or pa.types.is_large_string(column_type)):
+            values = pc.unique(table.column(name).drop_null()).to_pylist()
+            features.append(Column(name, "VARCHAR", "varchar", sorted(values)))
+            continue
+        types = _column_types(column_type)
         if types is None:
             rule = (
                 "AUTO OFF takes only numeric or boolean inputs"
                 if not statement.auto
-                else ("the local emulator trains on numeric and boolean inputs only")
+                else "the local emulator trains on numeric, boolean and VARCHAR inputs only"
             )
             raise MLStatementError(f'column "{name}" has type {table.column(name).type}: {rule}', "42804")
         features.append(Column(name, *types))
@@ -174,7 +188,7 @@ def prepare(table: pa.Table, statement: CreateModel) -> TrainingData:
             )
         keep = np.sort(np.random.default_rng(SEED).choice(table.num_rows, size=max_rows, replace=False))
         table = table.take(pa.array(keep))
-    x = features_matrix([table.column(c.name) for c in features])
+    x = features_matrix([table.column(c.name) for c in features], [c.vocabulary for c in features])
     target_col = table.column(statement.target)
     if pa.types.is_string(target_col.type) or pa.types.is_large_string(target_col.type):
         y = np.asarray(target_col.to_pylist(), dtype=object)
