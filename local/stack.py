@@ -167,6 +167,10 @@ class Stack:
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        from local import moto_speedups
+
+        moto_speedups.apply()
+
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log line per AWS call
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.options.moto_port, verbose=False)
         self.moto.start()

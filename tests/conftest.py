@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +39,10 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
 def moto_server() -> Iterator[str]:
     """A moto server (AWS wire protocol) on a free loopback port for the whole session."""
     from moto.server import ThreadedMotoServer
+
+    from local import moto_speedups
+
+    moto_speedups.apply()
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
