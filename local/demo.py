@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,7 +120,7 @@ def run_demo(config: DemoConfig, console: Any = None) -> DemoResult:
         result.history_rows, result.history_frauds = seeded.history_rows, seeded.history_frauds
         result.model_name, result.show_model = seeded.model_name, seeded.show_model
         result.timings_s.update(seeded.timings_s)
-        _stream(stack, config, seeded.world, seeded.history, result, console)
+        _stream(stack, config, seeded, result, console)
         _collect(stack, result)
     result.timings_s["total"] = time.monotonic() - started
     from local.report import compute_metrics, write_report
@@ -135,78 +134,46 @@ def _timed(result: DemoResult, name: str, started: float) -> None:
     result.timings_s[name] = time.monotonic() - started
 
 
-def _stream(
-    stack: Any, config: DemoConfig, world: Any, history: Any, result: DemoResult, console: Any
-) -> None:
-    from fraud_common.settings import AlertSettings, SqlSettings
+def _stream(stack: Any, config: DemoConfig, seeded: Any, result: DemoResult, console: Any) -> None:
+    from fraud_common.settings import AlertSettings
     from rich.live import Live
 
+    from local.live import AlertDispatch, run_live
     from local.monitor import Monitor, render
-    from local.seed import data_api
-    from producer.kinesis import KinesisWriter
     from producer.simulator import LiveSimulator
-    from producer.stream import run_stream
 
-    sql = SqlSettings.from_env()
     result.threshold = AlertSettings.from_env().threshold
-    monitor = Monitor()
-    stack.start_scheduler(run_now=("score_and_alert",), on_sqs_batch=monitor.on_alerts)
-    live = LiveSimulator(world, after=history)
-    tx_writer, label_writer = KinesisWriter(sql.tx_stream), KinesisWriter(sql.label_stream)
-    stop = threading.Event()
+    dispatch = AlertDispatch()
+    stack.start_scheduler(run_now=("score_and_alert",), on_sqs_batch=dispatch.on_alerts)
     duration = config.minutes * 60
-    box: dict[str, Any] = {}
-
-    def produce() -> None:
-        try:
-            box["stats"] = run_stream(
-                live,
-                tx_writer,
-                label_writer,
-                config.rate,
-                duration_s=duration,
-                stop_event=stop,
-                on_produced=monitor.on_produced,
-            )
-        except Exception as exc:  # reported after the view closes
-            box["error"] = exc
-
-    api = data_api()
-    producer = threading.Thread(target=produce, name="producer", daemon=True)
-    t0 = time.monotonic()
-    producer.start()
     title = f"card fraud pipeline: {config.rate:,.0f} tx/s for {config.minutes:g} min"
-    drain_deadline = None
-    view = Live(render(monitor, title, 0, duration, "streaming"), console=console, refresh_per_second=2)
-    last_line = 0.0
+    view = Live(render(Monitor(), title, 0, duration, "streaming"), console=console, refresh_per_second=2)
+    last_line = [0.0]
+
+    def on_tick(monitor: Any, phase: str, elapsed: float) -> None:
+        if config.live_view:
+            view.update(render(monitor, title, elapsed, duration, phase))
+        elif elapsed - last_line[0] >= 10:  # without a terminal: one line every 10 s
+            last_line[0] = elapsed
+            console.print(f"{elapsed:4.0f}s {phase}: {monitor.one_line()}")
+
+    t0 = time.monotonic()
     with view if config.live_view else contextlib.nullcontext():
         try:
-            while True:
-                time.sleep(0.5)
-                progress = monitor.poll(api)
-                if progress.ingestion_lag_s is not None and producer.is_alive():
-                    result.lag_samples_s.append(progress.ingestion_lag_s)
-                phase = "streaming" if producer.is_alive() else "draining"
-                elapsed = time.monotonic() - t0
-                if config.live_view:
-                    view.update(render(monitor, title, elapsed, duration, phase))
-                elif elapsed - last_line >= 10:  # without a terminal: one line every 10 s
-                    last_line = elapsed
-                    console.print(f"{elapsed:4.0f}s {phase}: {monitor.one_line()}")
-                if producer.is_alive():
-                    continue
-                drain_deadline = drain_deadline or time.monotonic() + config.drain_timeout_s
-                if _drained(monitor) or time.monotonic() > drain_deadline:
-                    break
-        except KeyboardInterrupt:
-            stop.set()
-            producer.join()
-            raise
+            run = run_live(
+                LiveSimulator(seeded.world, after=seeded.history),
+                dispatch,
+                rate=config.rate,
+                duration_s=duration,
+                drain_timeout_s=config.drain_timeout_s,
+                on_tick=on_tick,
+            )
+        except RuntimeError as exc:
+            raise DemoError(str(exc)) from exc
     _timed(result, "stream_and_drain", t0)
-    if "error" in box:
-        raise DemoError(f"the producer failed: {box['error']}")
-    stats = box["stats"]
-    result.drained = _drained(monitor)
+    stack.scheduler.stop()
+    monitor, stats = run.monitor, run.stats
+    result.drained, result.lag_samples_s = run.drained, run.lag_samples_s
     result.produced, result.produced_frauds = stats.transactions, stats.frauds
     result.producer_failed, result.producer_rate, result.labels = stats.failed, stats.rate, stats.labels
     result.truth, result.produced_at = dict(monitor.truth), dict(monitor.produced_at)
@@ -221,14 +188,6 @@ def _stream(
             result.alert_times.append(((alert.consumed_ms - stream_start_ms) / 1000, alert.fraud or 0))
     for alert in monitor.alerts:
         result.alerts_consumed[alert.transaction_id] = result.alerts_consumed.get(alert.transaction_id, 0) + 1
-    stack.scheduler.stop()
-
-
-def _drained(monitor: Any) -> bool:
-    """Everything produced is scored and every alert in the outbox was sent and consumed."""
-    p = monitor.progress
-    consumed = len(monitor.first_deliveries())
-    return p.scored >= monitor.produced and p.alerts_sent == p.alerts_enqueued and consumed >= p.alerts_sent
 
 
 def _collect(stack: Any, result: DemoResult) -> None:

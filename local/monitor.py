@@ -64,6 +64,7 @@ class Monitor:
     )  # (t, produced, ingested, scored)
     latest: deque[AlertSeen] = field(default_factory=lambda: deque(maxlen=8))
     poll_errors: int = 0
+    baseline: Progress = field(default_factory=Progress)  # warehouse counts before this run
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- feeds ---------------------------------------------------------------------------------------
@@ -102,21 +103,37 @@ class Monitor:
                 self.alerts.append(seen)
                 self.latest.appendleft(seen)
 
-    def poll(self, api: Any) -> Progress:
-        """Read the warehouse's progress (one Data API statement)."""
-        try:
-            row = api.query(PROGRESS_SQL)[0]
-        except Exception:  # a busy warehouse must not stop the view; the next poll tries again
-            self.poll_errors += 1
-            return self.progress
+    def set_baseline(self, api: Any) -> None:
+        """Count from here: what the warehouse already holds belongs to earlier runs."""
+        self.baseline = self._read(api)
+        self.baseline.ingestion_lag_s = None
+
+    def _read(self, api: Any) -> Progress:
+        row = api.query(PROGRESS_SQL)[0]
         newest = row.get("newest_produced_at")
         lag = (time.time_ns() // 1_000_000 - int(newest)) / 1000 if newest is not None else None
-        progress = Progress(
+        return Progress(
             ingested=int(row["ingested"]),
             scored=int(row["scored"]),
             alerts_enqueued=int(row["alerts_enqueued"]),
             alerts_sent=int(row["alerts_sent"]),
             ingestion_lag_s=lag,
+        )
+
+    def poll(self, api: Any) -> Progress:
+        """Read the warehouse's progress since the baseline (one Data API statement)."""
+        try:
+            now = self._read(api)
+        except Exception:  # a busy warehouse must not stop the view; the next poll tries again
+            self.poll_errors += 1
+            return self.progress
+        base = self.baseline
+        progress = Progress(
+            ingested=now.ingested - base.ingested,
+            scored=now.scored - base.scored,
+            alerts_enqueued=now.alerts_enqueued - base.alerts_enqueued,
+            alerts_sent=now.alerts_sent - base.alerts_sent,
+            ingestion_lag_s=now.ingestion_lag_s if now.ingested > base.ingested else None,
         )
         with self._lock:
             self.progress = progress

@@ -26,8 +26,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoConfig, DemoResu
 
     out = tmp_path_factory.mktemp("demo")
     config = DemoConfig(
-        customers=200,
-        days=40,
+        customers=1000,
+        days=21,
         seed=7,
         rate=100,
         minutes=0.5,
