@@ -509,6 +509,8 @@ def test_train_model_starts_versions_and_promotes_ready_ones(training_warehouse,
     (Path(os.environ["FRAUD_SQL_DIR"]) / "queries" / "create_model.sql").write_text(
         CREATE_MODEL.replace("TARGET y", "TARGET no_such_column")
     )
+    # The emulator rejects it on submission (Redshift may instead report FAILED later); either way the
+    # version is registered first, so the next check marks it failed.
     with pytest.raises(Exception, match="no_such_column"):
         app.lambda_handler(event("train_model_start.json"), Context("train-model"))
     outcome = settle(app)

@@ -80,16 +80,22 @@ class DataApi:
             target["DbUser"] = s.db_user
         return target
 
-    def execute(
+    def submit(
         self, sql: str, parameters: Mapping[str, Any] | None = None, *, name: str | None = None
-    ) -> StatementResult:
-        """Run one statement with `:name` parameters; return its rows (if any) as dicts."""
+    ) -> str:
+        """Start one statement and return its id without waiting (it runs on even if the caller exits)."""
         request: dict[str, Any] = {**self.target(), "Sql": sql}
         if parameters:
             request["Parameters"] = to_parameters(parameters)
         if name:
             request["StatementName"] = name[:500]
-        statement_id = self.client.execute_statement(**request)["Id"]
+        return self.client.execute_statement(**request)["Id"]
+
+    def execute(
+        self, sql: str, parameters: Mapping[str, Any] | None = None, *, name: str | None = None
+    ) -> StatementResult:
+        """Run one statement with `:name` parameters; return its rows (if any) as dicts."""
+        statement_id = self.submit(sql, parameters, name=name)
         described = self.wait(statement_id, sql)
         result = StatementResult(statement_id, rows_affected=described.get("ResultRows", -1))
         if described.get("HasResultSet"):
