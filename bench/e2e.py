@@ -1,0 +1,179 @@
+"""The whole local pipeline at 500, 1,000 and 2,000 transactions/s, against the stream's raw put rate.
+
+    .venv/bin/python bench/e2e.py [--rates 500,1000,2000] [--seconds 30] [--customers 1000 --days 30]
+
+One stack, one history and one model; then for each rate a live run of --seconds (the same world
+continued), drained before the next. Per rate it prints: the producer's achieved rate, the rates at
+which the warehouse ingested and scored that load (count / time until caught up), the ingestion lag
+while streaming (p50, max), the alert latency (producer timestamp -> alert handed to act_on_alert, p50
+and p99) and the drain time. The ceiling is the raw PutRecords rate of a stream with the same shards on
+the same moto server, measured in the same run.
+Targets (issue 7): sustain 2,000 tx/s with bounded lag; alert latency p99 under 2 s at 1,000 tx/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+BENCH_ENV = {
+    "POLL_INTERVAL_SECONDS": "0.5",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+}
+
+
+def raw_put_rate(world: object, records: int) -> float:
+    """PutRecords as fast as the writer goes, onto a fresh stream shaped like the transaction stream."""
+    import boto3
+    from fraud_common.settings import SqlSettings
+
+    from producer.kinesis import KinesisWriter
+    from producer.simulator import LiveSimulator
+    from producer.stream import transaction_record
+
+    kinesis = boto3.client("kinesis")
+    shards = kinesis.describe_stream_summary(StreamName=SqlSettings.from_env().tx_stream)
+    name = "bench-raw-put"
+    kinesis.create_stream(StreamName=name, ShardCount=shards["StreamDescriptionSummary"]["OpenShardCount"])
+    kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 0.2})
+    # far past the live runs, so its ids never meet theirs
+    txs = LiveSimulator(world, start_day=10_000, first_transaction_id=10**12)  # type: ignore[arg-type]
+    payloads = []
+    for tx in txs:
+        payloads.append((transaction_record(tx, time.time_ns() // 1_000_000), str(tx.CUSTOMER_ID)))
+        if len(payloads) >= records:
+            break
+    writer = KinesisWriter(name)
+    t0 = time.monotonic()
+    for data, key in payloads:
+        writer.put(data, key)
+    writer.flush()
+    elapsed = time.monotonic() - t0
+    if writer.stats.failed:
+        raise RuntimeError(f"raw put: {writer.stats.failed} records failed")
+    return writer.stats.sent / elapsed
+
+
+def caught_up_rate(history: list[tuple[float, int, int, int]], index: int, produced: int) -> float | None:
+    """count / seconds until the warehouse count (ingested: 2, scored: 3) reached what was produced."""
+    for t, _, *counts in history:
+        if counts[index - 2] >= produced and t > 0:
+            return produced / t
+    return None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--rates", default="500,1000,2000", help="comma-separated tx/s (default 500,1000,2000)"
+    )
+    parser.add_argument("--seconds", type=float, default=30.0, help="live seconds per rate (default 30)")
+    parser.add_argument("--customers", type=int, default=1000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--raw-records", type=int, default=20_000, help="records for the raw put rate")
+    parser.add_argument("--drain-timeout", type=float, default=180.0)
+    parser.add_argument("--out", type=Path, default=REPO / "out" / "bench-e2e")
+    args = parser.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from local.live import AlertDispatch, run_live
+    from local.seed import load_history, train_first_model
+    from local.stack import Stack, StackOptions
+    from producer.simulator import LiveSimulator
+
+    console = Console()
+    options = StackOptions(
+        data_dir=args.out / "data",
+        fresh=True,
+        scheduler=False,
+        apply_migrations=False,
+        env_overrides=BENCH_ENV,
+    )
+    rows = []
+    with Stack(options) as stack:
+        seeded = load_history(
+            stack, customers=args.customers, days=args.days, seed=42, work_dir=args.out, console=console
+        )
+        train_first_model(stack, seeded, console)
+        with console.status(f"raw put rate ({args.raw_records:,} records)..."):
+            ceiling = raw_put_rate(seeded.world, args.raw_records)
+        console.print(f"raw PutRecords rate of the local stream: {ceiling:,.0f} records/s")
+        dispatch = AlertDispatch()
+        stack.start_scheduler(run_now=("score_and_alert",), on_sqs_batch=dispatch.on_alerts)
+        live = LiveSimulator(seeded.world, after=seeded.history)
+        for rate in rates:
+            with console.status(f"{rate:,.0f} tx/s for {args.seconds:g} s, then drain..."):
+                run = run_live(
+                    live, dispatch, rate=rate, duration_s=args.seconds, drain_timeout_s=args.drain_timeout
+                )
+            m = run.monitor
+            produced = run.stats.transactions
+            p50, p99 = m.latency_percentiles()
+            lag = np.array(run.lag_samples_s) if run.lag_samples_s else np.array([np.nan])
+            rows.append(
+                {
+                    "rate": rate,
+                    "produced_rate": run.stats.rate,
+                    "ingest_rate": caught_up_rate(m.history, 2, produced),
+                    "score_rate": caught_up_rate(m.history, 3, produced),
+                    "lag_p50": float(np.nanpercentile(lag, 50)),
+                    "lag_max": float(np.nanmax(lag)),
+                    "p50": p50,
+                    "p99": p99,
+                    "alerts": len(m.first_deliveries()),
+                    "drain": run.total_s - run.stream_s,
+                    "drained": run.drained,
+                }
+            )
+            console.print(f"{rate:,.0f} tx/s done: {m.one_line()}")
+        stack.scheduler.stop()
+
+    def fmt(value: float | None, spec: str = ",.0f") -> str:
+        return "n/a" if value is None or value != value else format(value, spec)
+
+    table = Table(title=f"pipeline throughput and latency (raw put ceiling {ceiling:,.0f} records/s)")
+    for col in (
+        "target tx/s",
+        "produced tx/s",
+        "x target",
+        "x raw put",
+        "ingested tx/s",
+        "scored tx/s",
+        "lag p50 / max s",
+        "alert p50 / p99 s",
+        "alerts",
+        "drain s",
+        "drained",
+    ):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(
+            fmt(r["rate"]),
+            fmt(r["produced_rate"]),
+            fmt(r["produced_rate"] / r["rate"], ".2f"),
+            fmt(r["produced_rate"] / ceiling, ".2f"),
+            fmt(r["ingest_rate"]),
+            fmt(r["score_rate"]),
+            f"{fmt(r['lag_p50'], '.1f')} / {fmt(r['lag_max'], '.1f')}",
+            f"{fmt(r['p50'], '.2f')} / {fmt(r['p99'], '.2f')}",
+            fmt(r["alerts"]),
+            fmt(r["drain"], ".1f"),
+            "yes" if r["drained"] else "NO",
+        )
+    console.print(table)
+    return 0 if all(r["drained"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
