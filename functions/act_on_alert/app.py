@@ -3,6 +3,7 @@
 from functools import cache
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from fraud_common import actions
 from fraud_common.settings import ActionSettings
@@ -21,4 +22,10 @@ def _handler():
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return _handler()(event, context)
+    response = _handler()(event, context)
+    failed = len(response.get("batchItemFailures", []))
+    metrics.add_metric(
+        name="AlertsActedOn", unit=MetricUnit.Count, value=len(event.get("Records", [])) - failed
+    )
+    metrics.add_metric(name="AlertActionFailures", unit=MetricUnit.Count, value=failed)
+    return response

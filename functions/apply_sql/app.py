@@ -3,6 +3,7 @@
 from functools import cache
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from fraud_common import sql_resource
 from fraud_common.dataapi import DataApi
@@ -24,4 +25,7 @@ def _dependencies() -> tuple[DataApi, dict[str, str]]:
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     api, placeholders = _dependencies()
-    return sql_resource.handle(event, api, placeholders)
+    result = sql_resource.handle(event, api, placeholders)
+    applied = result.get("Data", result).get("Applied", 0)  # custom resource response, or direct result
+    metrics.add_metric(name="MigrationsApplied", unit=MetricUnit.Count, value=applied)
+    return result
