@@ -197,6 +197,16 @@ def test_apply_sql_applies_once_and_reapplies_cleanly(env, api, cloudformation) 
     app.lambda_handler(event("apply_sql_delete.json", ResponseURL=url), Context("apply-sql"))
     assert received[-1]["Status"] == "SUCCESS"
     assert api.query("SELECT count(*) AS n FROM schema_migrations") == [{"n": 2}]
+    # ... unless the stack says otherwise: then sql/teardown.sql runs.
+    (Path(env["FRAUD_SQL_DIR"]) / "teardown.sql").write_text(
+        "DROP TABLE IF EXISTS fraud_alerts;\nDROP TABLE IF EXISTS schema_migrations;\n"
+    )
+    drop = event("apply_sql_delete.json", ResponseURL=url)
+    drop["ResourceProperties"]["DropOnDelete"] = "true"
+    app.lambda_handler(drop, Context("apply-sql"))
+    assert received[-1]["Status"] == "SUCCESS" and "dropped 2 statements" in received[-1]["Reason"]
+    tables = api.query("SELECT table_name FROM information_schema.tables WHERE table_name = 'fraud_alerts'")
+    assert tables == []
 
 
 def test_apply_sql_reports_the_failing_file_and_redshift_error(env, api, sql_dir, cloudformation) -> None:
