@@ -94,3 +94,14 @@ def test_version_names_are_identifiers_with_a_timestamp() -> None:
         "fraud_model_v20261129030405",
         "fn_fraud_score_v20261129030405",
     )
+
+
+def test_age_of_registry_timestamps() -> None:
+    from datetime import UTC, datetime
+
+    from fraud_common.training import _age_s
+
+    now = datetime(2026, 11, 29, 3, 0, 0, tzinfo=UTC)
+    assert _age_s("2026-11-29 02:59:30", now) == 30
+    assert _age_s("2026-11-29 02:00:00.250000", now) == 3599.75
+    assert _age_s(None, now) == float("inf")  # unknown age: no grace

@@ -23,6 +23,9 @@ from fraud_common.dataapi import DataApi, StatementError
 from fraud_common.settings import IDENTIFIER, SqlSettings
 
 logger = Logger(child=True)
+# How long a registered version may stay unknown to SHOW MODEL (Redshift first exports the training set
+# to S3) before it counts as failed.
+CREATE_GRACE_S = 3600
 # Metrics where a smaller value is better; any other validation metric (auc, f1, accuracy) is "higher is better".
 LOWER_IS_BETTER = re.compile(r"(error|loss|mse|rmse|mae|logloss)", re.I)
 
@@ -52,15 +55,26 @@ def version_names(sql: SqlSettings, now: datetime) -> tuple[str, str]:
     return f"{sql.model_name}_{suffix}", f"{sql.model_function}_{suffix}"
 
 
+def create_statement_name(model_name: str) -> str:
+    """The StatementName of a version's CREATE MODEL (shown by ListStatements and the console)."""
+    return f"create model {model_name}"
+
+
 def start(api: DataApi, sql: SqlSettings, now: datetime | None = None) -> str:
     """Register and start CREATE MODEL for a new version; returns the model name."""
     model_name, function_name = version_names(sql, now or datetime.now(UTC))
     placeholders = {**sql.placeholders(), "MODEL_NAME": model_name, "MODEL_FUNCTION": function_name}
-    # Registered first: if CREATE MODEL fails, the next check finds the version and marks it failed.
+    # Registered first, then submitted without waiting: on Redshift, CREATE MODEL first exports the
+    # training set to S3, which can outlast this function; later checks follow it with SHOW MODEL.
     queries.run(
         api, "register_model", placeholders, {"model_name": model_name, "function_name": function_name}
     )
-    queries.run(api, "create_model", placeholders)
+    try:
+        api.submit(queries.load("create_model", placeholders), name=create_statement_name(model_name))
+    except Exception:
+        # Rejected outright (e.g. bad SQL): recorded now rather than after the grace period.
+        queries.run(api, "set_model_status", placeholders, {"model_name": model_name, "status": "failed"})
+        raise
     logger.info("model training started", extra={"model_name": model_name, "function_name": function_name})
     return model_name
 
@@ -71,9 +85,10 @@ def show_model(api: DataApi, model_name: str) -> ModelStatus:
         raise ValueError(f"bad model name {model_name!r}")
     try:
         rows = api.query(f"SHOW MODEL {model_name}")
-    except StatementError as exc:  # Redshift has no such model: CREATE MODEL never created it
-        logger.warning("SHOW MODEL failed", extra={"model_name": model_name, "error": str(exc)})
-        return ModelStatus("FAILED")
+    except StatementError as exc:
+        # No such model: its CREATE MODEL may still be exporting the training set, or may have failed.
+        logger.info("SHOW MODEL found no model", extra={"model_name": model_name, "error": exc.message})
+        return ModelStatus("MISSING")
     pairs = {}
     for row in rows:
         key, value = list(row.values())[:2]
@@ -100,13 +115,19 @@ def not_worse(candidate: ModelStatus, current: Any) -> bool:
     return candidate.metric >= current_metric
 
 
-def check(api: DataApi, sql: SqlSettings) -> TrainingOutcome:
-    """Look at every version still training; record READY/FAILED; promote a READY one not worse."""
+def check(api: DataApi, sql: SqlSettings, now: datetime | None = None) -> TrainingOutcome:
+    """Look at every version still training; record READY/FAILED; promote a READY one not worse.
+    A version SHOW MODEL does not know counts as training for CREATE_GRACE_S after it was registered."""
     outcome = TrainingOutcome()
     placeholders = sql.placeholders()
+    now = now or datetime.now(UTC)
     for row in queries.run(api, "models_in_training", placeholders).rows:
         name = row["model_name"]
         status = show_model(api, name)
+        if status.state == "MISSING":
+            status = ModelStatus(
+                "TRAINING" if _age_s(row.get("created_at"), now) < CREATE_GRACE_S else "FAILED"
+            )
         if status.state == "TRAINING" or status.state not in ("READY", "FAILED"):
             outcome.training.append(name)
             continue
@@ -140,13 +161,23 @@ def check(api: DataApi, sql: SqlSettings) -> TrainingOutcome:
     return outcome
 
 
+def _age_s(created_at: Any, now: datetime) -> float:
+    """Seconds since a registry timestamp (Redshift's getdate() is UTC, without a zone)."""
+    if created_at is None:
+        return float("inf")
+    created = created_at if isinstance(created_at, datetime) else datetime.fromisoformat(str(created_at))
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    return (now - created).total_seconds()
+
+
 def tick(
     api: DataApi, sql: SqlSettings, action: str = "check", now: datetime | None = None
 ) -> TrainingOutcome:
     """`check`: settle versions in training. `start`: also start a new version unless one is training."""
     if action not in ("check", "start"):
         raise ValueError(f"unknown train_model action {action!r}: use 'check' or 'start'")
-    outcome = check(api, sql)
+    outcome = check(api, sql, now)
     if action == "start":
         if outcome.training:
             logger.info(
