@@ -14,6 +14,8 @@ pytestmark = pytest.mark.unit
 
 WORKGROUP = WarehouseSettings(database="dev", workgroup="card-fraud-wg", statement_timeout_s=10)
 STATEMENT_ID = "11111111-2222-3333-4444-555555555555"
+# DescribeStatement asks the service to hold the call until the statement ends (1..30 s).
+DESCRIBE = {"Id": STATEMENT_ID, "WaitTimeSeconds": ANY}
 
 
 class Clock:
@@ -55,11 +57,11 @@ def test_execute_binds_parameters_waits_with_backoff_and_pages_rows(client) -> N
         },
     )
     for status in ("SUBMITTED", "PICKED", "STARTED"):
-        stub.add_response("describe_statement", {"Id": STATEMENT_ID, "Status": status}, {"Id": STATEMENT_ID})
+        stub.add_response("describe_statement", {"Id": STATEMENT_ID, "Status": status}, DESCRIBE)
     stub.add_response(
         "describe_statement",
         {"Id": STATEMENT_ID, "Status": "FINISHED", "HasResultSet": True, "ResultRows": 3},
-        {"Id": STATEMENT_ID},
+        DESCRIBE,
     )
     columns = [
         {"name": "id", "typeName": "int8"},
@@ -106,7 +108,7 @@ def test_failed_statement_raises_with_redshift_message_and_sql(client) -> None:
     client.stub.add_response(
         "describe_statement",
         {"Id": STATEMENT_ID, "Status": "FAILED", "Error": 'ERROR: relation "nope" does not exist'},
-        {"Id": STATEMENT_ID},
+        DESCRIBE,
     )
     api, _ = api_for(client)
     with pytest.raises(StatementError) as info:
@@ -139,7 +141,7 @@ def test_batch_names_the_failing_sub_statement(client) -> None:
                 {"Id": f"{STATEMENT_ID}:2", "Status": "FAILED", "QueryString": "UPDATE b SET y = :v"},
             ],
         },
-        {"Id": STATEMENT_ID},
+        DESCRIBE,
     )
     api, _ = api_for(client, WarehouseSettings(database="dev", cluster_id="c1", db_user="awsuser"))
     with pytest.raises(StatementError) as info:
@@ -153,9 +155,7 @@ def test_timeout_cancels_the_statement(client) -> None:
     )
     # Sleeps 0.05, 0.1, ... capped at 2 s: the 11th poll, at 11.15 s, is past the 10 s timeout.
     for _ in range(11):
-        client.stub.add_response(
-            "describe_statement", {"Id": STATEMENT_ID, "Status": "STARTED"}, {"Id": STATEMENT_ID}
-        )
+        client.stub.add_response("describe_statement", {"Id": STATEMENT_ID, "Status": "STARTED"}, DESCRIBE)
     client.stub.add_response("cancel_statement", {"Status": True}, {"Id": STATEMENT_ID})
     api, clock = api_for(client)
     with pytest.raises(StatementTimeout, match="cancelled"):

@@ -8,6 +8,7 @@ FINISHED, and raises `StatementError` (Redshift's message + the SQL) on FAILED/A
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from fraud_common.settings import WarehouseSettings
 
 FIRST_POLL_S = 0.05
 MAX_POLL_S = 2.0
+MAX_SERVER_WAIT_S = 10  # the service allows 1..30 s
 
 
 class DataApiError(Exception):
@@ -120,11 +122,14 @@ class DataApi:
         return StatementResult(statement_id, rows_affected=described.get("ResultRows", -1))
 
     def wait(self, statement_id: str, sql: str) -> dict[str, Any]:
-        """Poll DescribeStatement with exponential backoff until a final status."""
+        """Describe (server-side wait, then exponential backoff) until a final status."""
         deadline = self._clock() + self.settings.statement_timeout_s
         delay = FIRST_POLL_S
         while True:
-            described = self.client.describe_statement(Id=statement_id)
+            # The service holds the call until the statement ends or WaitTimeSeconds pass: a statement
+            # is seen FINISHED as soon as it is, instead of at the next backoff step.
+            wait_s = min(MAX_SERVER_WAIT_S, max(1, math.ceil(deadline - self._clock())))
+            described = self.client.describe_statement(Id=statement_id, WaitTimeSeconds=wait_s)
             status = described["Status"]
             if status == "FINISHED":
                 return described
