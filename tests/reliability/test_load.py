@@ -20,7 +20,7 @@ from tests.reliability.conftest import Pipeline, record
 pytestmark = pytest.mark.reliability
 
 RATE = 2 * DemoConfig().rate
-SECONDS = float(os.environ.get("RELIABILITY_LOAD_SECONDS", "1.5"))
+SECONDS = float(os.environ.get("RELIABILITY_LOAD_SECONDS", "1"))
 
 
 def test_twice_the_demo_rate_holds_the_invariants_and_recovers(pipeline: Pipeline) -> None:

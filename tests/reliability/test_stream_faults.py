@@ -97,7 +97,7 @@ def test_malformed_records_are_counted_and_dropped_while_the_rest_flows(pipeline
 
 
 def test_throttled_producer_backs_off_and_delivers_everything_once(pipeline: Pipeline) -> None:
-    transactions = pipeline.next_transactions(400)
+    transactions = pipeline.next_transactions(250)
     ids = {tx.TRANSACTION_ID for tx in transactions}
     before = pipeline.snapshot(ids)
     client = boto3.client("kinesis")
