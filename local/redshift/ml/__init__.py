@@ -31,11 +31,12 @@ import sqlglot
 from local.redshift import engine as rs
 
 from . import statements as st
-from . import training
 from .models import FAILED, READY, TRAINING, ModelRecord, ModelStore, Predictor
 
 if TYPE_CHECKING:
     from local.redshift.engine import Engine, Result
+
+    from . import training
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,8 @@ class ModelManager:
             self._models[s.name] = placeholder = _placeholder(s)
         try:
             table = self._run_query(s.source_sql, con)
+            from . import training  # xgboost and sklearn load on first use, not with every Engine
+
             data = training.prepare(table, s)
             training.check_target(data, s)
         except BaseException:
@@ -198,6 +201,8 @@ class ModelManager:
     ) -> None:
         started = time.monotonic()
         try:
+            from . import training
+
             trained = training.train(data, s, stop)
         except (
             Exception
@@ -245,6 +250,8 @@ class ModelManager:
     # -- prediction functions ------------------------------------------------------------------
 
     def _activate(self, record: ModelRecord, booster: Any) -> None:
+        from . import training
+
         predictor = Predictor(record, booster)
         params = [duckdb.sqltype(t) for t in record.feature_duck_types]
         n_args = len(params)

@@ -6,12 +6,14 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import xgboost as xgb
+
+if TYPE_CHECKING:
+    import xgboost as xgb
 
 TRAINING, READY, FAILED = "TRAINING", "READY", "FAILED"
 
@@ -117,6 +119,8 @@ class ModelStore:
             record = ModelRecord(**json.loads(path.read_text()))
             booster = None
             if record.state == READY:
+                import xgboost as xgb  # loaded only when there is a model to serve
+
                 booster = xgb.Booster()
                 booster.load_model(self._booster_path(record.name))
             loaded.append((record, booster))
@@ -142,6 +146,8 @@ def predict_raw(booster: xgb.Booster, x: np.ndarray, linear: bool | None = None)
     if len(x) == 0:
         return np.empty((0,), dtype=np.float32)
     if linear if linear is not None else is_linear(booster):  # gblinear has no in-place prediction
+        import xgboost as xgb
+
         return booster.predict(xgb.DMatrix(x, feature_names=booster.feature_names))
     return booster.inplace_predict(x)
 
