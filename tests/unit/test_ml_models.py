@@ -40,6 +40,7 @@ def _training_table(n: int = N_ROWS, seed: int = 7) -> pa.Table:
             "ratio": ratio,
             "is_fraud": pa.array(fraud.astype(np.int32)),
             "label": pa.array(np.where(fraud, "fraud", "genuine")),
+            "spend": amount / 100 + night + rng.normal(0, 0.05, n),  # a regression target
             "segment": pa.array(np.where(ratio > 0.93, "risky", rng.choice(["shop", "web"], n))),
             "note": pa.array(["x"] * n),
         }
@@ -330,3 +331,40 @@ def test_models_survive_a_restart(db_path: Path, engine: Engine, trained: dict[s
         assert booster.num_boosted_rounds() == 15
     finally:
         restarted.close()
+
+
+def test_auto_on_infers_regression_and_multiclass(engine: Engine, trained: dict[str, str]) -> None:
+    engine.execute(
+        "CREATE MODEL m_reg FROM (SELECT amount, night, spend FROM train_data) TARGET spend FUNCTION fn_reg "
+        "IAM_ROLE default MODEL_TYPE XGBOOST SETTINGS (S3_BUCKET 'bucket', MAX_RUNTIME 3)"
+    )
+    engine.execute(
+        "CREATE MODEL m_multi FROM (SELECT amount, ratio, segment FROM train_data) TARGET segment "
+        "FUNCTION fn_multi IAM_ROLE default SETTINGS (S3_BUCKET 'bucket', MAX_RUNTIME 3)"
+    )
+    try:
+        assert engine.ml.wait("m_reg", timeout=120) == "READY"
+        assert engine.ml.wait("m_multi", timeout=120) == "READY"
+        reg = _show(engine, "m_reg")
+        assert (reg["Problem Type"], reg["Objective"], reg["Function Return Type"]) == (
+            "Regression",
+            "MSE",
+            "float8",
+        )
+        assert 0 <= float(reg["validation:mse"]) < 0.01  # the noise alone has variance 0.0025
+        values = [
+            r[0] for r in engine.execute("SELECT fn_reg(amount, night) FROM train_data ORDER BY ratio").rows
+        ]
+        direct = engine.ml.predictor("m_reg").raw(np.ascontiguousarray(_features(engine)[:, :2]))
+        np.testing.assert_allclose(values, direct, rtol=1e-6)
+        with pytest.raises(RedshiftError, match="fn_reg_probabilities"):
+            engine.execute("SELECT fn_reg_probabilities(amount, night) FROM train_data")
+        multi = _show(engine, "m_multi")
+        assert (multi["Problem Type"], multi["Objective"]) == ("MulticlassClassification", "Accuracy")
+        assert float(multi["validation:accuracy"]) > 0.5  # "risky" is ratio > 0.93; shop vs web is a coin
+        report = json.loads(engine.execute("SELECT fn_multi_probabilities(10.0, 0.99)").rows[0][0])
+        assert report["labels"] == ["risky", "shop", "web"] and abs(sum(report["probabilities"]) - 1) < 1e-5
+        assert engine.execute("SELECT fn_multi(10.0, 0.99)").rows == [("risky",)]
+    finally:
+        engine.execute("DROP MODEL IF EXISTS m_reg")
+        engine.execute("DROP MODEL IF EXISTS m_multi")
