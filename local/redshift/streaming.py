@@ -384,46 +384,61 @@ class StreamingManager:
 
     def _record_scan(self, con: duckdb.DuckDBPyConnection, view: _View, kept: pa.Table, table: pa.Table,
                      batch: dict[str, list], failures: list[tuple[int, str]]) -> None:  # fmt: skip
+        """Scan states, rejected records and checkpoints of one round (in the round's transaction).
+
+        Computed by DuckDB over the registered batch, not per record in Python: this runs on every
+        round of every refresh.
+        """
         now = _utcnow()
         query_id = catalog.next_query_id(con)
-        skipped: dict[str, int] = defaultdict(int)
-        errors: list[tuple] = []
+        ident = [view.external_schema, view.stream_name, view.name, query_id, query_id]
+        errors = f"{catalog.SCHEMA}.sys_stream_scan_errors"
         if view.filter_sql:
-            dropped = con.execute(
-                f"SELECT shard_id, sequence_number, approximate_arrival_timestamp, {_DROP_REASON} "
-                f"FROM {BATCH_TABLE} WHERE NOT coalesce(({view.filter_sql}), false)"
-            ).fetchall()
-            for shard_id, seq, arrival, code in dropped:
-                skipped[shard_id] += 1
-                errors.append((shard_id, seq, arrival, code, _DROP_TEXT[code]))
-        columns = table.to_pydict() if failures else None
-        for index, message in failures:
-            shard_id = columns["shard_id"][index]
-            skipped[shard_id] += 1
-            errors.append(
-                (
-                    shard_id,
-                    columns["sequence_number"][index],
-                    columns["approximate_arrival_timestamp"][index],
-                    4,
-                    message[:128],
-                )
+            reason_text = " ".join(
+                f"WHEN {code} THEN '{text.replace(chr(39), chr(39) * 2)}'"
+                for code, text in _DROP_TEXT.items()
             )
-        if errors:
+            con.execute(
+                f"INSERT INTO {errors} SELECT ?, ?, ?, ?, ?, 'A', approximate_arrival_timestamp, ?::TIMESTAMP, "
+                f"shard_id, sequence_number, code, CASE code {reason_text} END FROM (SELECT *, {_DROP_REASON} AS code "
+                f"FROM {BATCH_TABLE} WHERE NOT coalesce(({view.filter_sql}), false))",
+                [*ident, now],
+            )
+        failed_bytes: dict[str, int] = defaultdict(int)
+        if failures:  # rare: records whose projection failed, found by bisection
+            columns = table.select(
+                ["shard_id", "sequence_number", "approximate_arrival_timestamp", "kinesis_data"]
+            )
+            rows = columns.to_pylist()
+            failed = [(rows[i], message) for i, message in failures]
             con.executemany(
-                f"INSERT INTO {catalog.SCHEMA}.sys_stream_scan_errors VALUES (?, ?, ?, ?, ?, 'A', ?, ?, ?, ?, ?, ?)",
-                [(view.external_schema, view.stream_name, view.name, query_id, query_id, arrival, now, shard_id, seq, code, reason)
-                 for shard_id, seq, arrival, code, reason in errors],
+                f"INSERT INTO {errors} VALUES (?, ?, ?, ?, ?, 'A', ?, ?, ?, ?, 4, ?)",
+                [[*ident, r["approximate_arrival_timestamp"], now, r["shard_id"], r["sequence_number"], m[:128]]
+                 for r, m in failed],
             )  # fmt: skip
+            for r, _ in failed:
+                failed_bytes[r["shard_id"]] += len(r["kinesis_data"])
+        skipped = dict(
+            con.execute(
+                f"SELECT partition_id, count(*) FROM {errors} WHERE query_id = ? GROUP BY 1", [query_id]
+            ).fetchall()
+        )
+        stats = {
+            row[0]: row[1:]
+            for row in con.execute(
+                "SELECT shard_id, sum(octet_length(kinesis_data)), min(approximate_arrival_timestamp), "
+                f"max(approximate_arrival_timestamp) FROM {BATCH_TABLE} GROUP BY shard_id"
+            ).fetchall()
+        }
         states, checkpoints = [], []
         for shard_id, records in batch.items():
             if not records:
                 continue
             last = records[-1]["SequenceNumber"]
-            arrivals = [_naive(r["ApproximateArrivalTimestamp"]) for r in records]
-            states.append((view.external_schema, view.stream_name, view.name, query_id, query_id, now, shard_id, last,
-                           len(records), skipped[shard_id], sum(len(r["Data"]) for r in records), min(arrivals), max(arrivals)))  # fmt: skip
-            checkpoints.append((view.name, shard_id, last, now))
+            size, first_arrival, last_arrival = stats.get(shard_id, (0, None, None))
+            states.append([*ident[:3], query_id, query_id, now, shard_id, last, len(records),
+                           skipped.get(shard_id, 0), int(size or 0) + failed_bytes[shard_id], first_arrival, last_arrival])  # fmt: skip
+            checkpoints.append([view.name, shard_id, last, now])
         con.executemany(
             f"INSERT INTO {catalog.SCHEMA}.sys_stream_scan_states VALUES ({', '.join(['?'] * 13)})", states
         )
@@ -536,22 +551,18 @@ class StreamingManager:
 
 
 def _arrow_batch(batch: dict[str, list], refresh_time: datetime) -> pa.Table:
-    arrival, keys, shards, seqs, data = [], [], [], [], []
-    for shard_id, records in batch.items():
-        for r in records:
-            arrival.append(_naive(r["ApproximateArrivalTimestamp"]))
-            keys.append(r["PartitionKey"])
-            shards.append(shard_id)
-            seqs.append(r["SequenceNumber"])
-            data.append(r["Data"])
+    records = [r for rs in batch.values() for r in rs]
+    shards = [shard_id for shard_id, rs in batch.items() for _ in rs]
+    # boto3 gives aware datetimes; Arrow converts them to UTC instants, then drops the zone.
+    arrival = pa.array([r["ApproximateArrivalTimestamp"] for r in records], pa.timestamp("us", tz="UTC"))
     return pa.Table.from_arrays(
         [
-            pa.array(arrival, pa.timestamp("us")),
-            pa.array(keys, pa.string()),
+            arrival.cast(pa.timestamp("us")),
+            pa.array([r["PartitionKey"] for r in records], pa.string()),
             pa.array(shards, pa.string()),
-            pa.array(seqs, pa.string()),
-            pa.array([refresh_time] * len(seqs), pa.timestamp("us")),
-            pa.array(data, pa.binary()),
+            pa.array([r["SequenceNumber"] for r in records], pa.string()),
+            pa.repeat(pa.scalar(refresh_time, pa.timestamp("us")), len(records)),
+            pa.array([r["Data"] for r in records], pa.binary()),
         ],
         schema=STREAM_SCHEMA,
     )
