@@ -74,7 +74,13 @@ def parse_options(text: str) -> dict[str, Any]:
             i += 1
         if i >= len(tokens):
             raise RedshiftError(f"COPY option {word} needs a value", "42601")
-        value = tokens[i].text
+        token = tokens[i]
+        # String values as written (the tokenizer would unescape '\N' to 'N').
+        value = (
+            text[token.start + 1 : token.end].replace("''", "'")
+            if token.token_type.name == "STRING"
+            else token.text
+        )
         i += 1
         if word == "FORMAT":
             value = value.upper()
