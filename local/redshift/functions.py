@@ -30,6 +30,7 @@ _MACROS = [
     "json_extract_array_element_text(j, i) AS coalesce(json_extract_string(CAST(j AS VARCHAR), i), '')",
     "is_valid_json(s) AS coalesce(json_valid(s), false)",
     "charindex(needle, hay) AS strpos(hay, needle)",
+    "redshift_trunc(ts TIMESTAMP) AS CAST(ts AS DATE), (x) AS trunc(x)",
 ]
 
 

@@ -94,6 +94,12 @@ def _syntax_error(exc: Exception) -> RedshiftError:
     return RedshiftError(f"syntax error: {exc}", "42601")
 
 
+# Redshift's datepart abbreviations that DuckDB spells differently.
+_DATEPART_UNITS = {"dw": "dow", "dayofweek": "dow", "weekday": "dow", "dy": "doy", "dayofyear": "doy", "y": "year",
+                   "yr": "year", "yrs": "year", "mon": "month", "mons": "month", "d": "day", "h": "hour",
+                   "hr": "hour", "hrs": "hour", "m": "minute", "min": "minute", "mins": "minute", "s": "second",
+                   "sec": "second", "secs": "second", "ms": "millisecond", "msec": "millisecond", "w": "week",
+                   "qtr": "quarter", "qtrs": "quarter"}  # fmt: skip
 _ARITHMETIC = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod)
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
@@ -138,6 +144,18 @@ def _rewrite(node: exp.Expression) -> exp.Expression | None:
         return exp.Anonymous(
             this="redshift_json_text",
             expressions=[node.this, exp.Literal.string(_json_path(node.expression))],
+        )
+    if isinstance(node, exp.Trunc) and node.args.get("decimals") is None:
+        return exp.Anonymous(this="redshift_trunc", expressions=[node.this])  # TRUNC(timestamp) is a DATE
+    if (
+        isinstance(node, exp.Anonymous)
+        and node.name.lower() == "datepart"
+        and len(node.expressions) == 2
+        and isinstance(node.expressions[0], exp.Column | exp.Var)
+    ):
+        unit = node.expressions[0].name.lower()
+        return exp.Extract(
+            this=exp.var(_DATEPART_UNITS.get(unit, unit).upper()), expression=node.expressions[1]
         )
     if isinstance(node, exp.Bracket):
         node.set("json_access", True)  # Redshift subscripts only SUPER (JSON here), 0-based in both

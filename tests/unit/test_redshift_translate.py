@@ -255,3 +255,14 @@ def test_super_navigation_with_json_parse(engine):
         """SELECT doc.tags[0], doc.tags[1] FROM (SELECT json_parse('{"tags": ["a", "b"]}') AS doc)"""
     )
     assert tags.rows == [('"a"', '"b"')]
+
+
+def test_trunc_and_datepart(engine):
+    row = one(
+        engine,
+        "SELECT trunc('2018-10-07 13:45:00'::timestamp), trunc(2.75), trunc(2.757, 2), "
+        "datepart(hour, '2018-10-07 13:45:00'::timestamp), datepart(dw, '2018-10-07'::timestamp), "
+        "date_part(epoch, '1970-01-02 00:00:00'::timestamp)",
+    )
+    assert row[:5] == (date(2018, 10, 7), Decimal("2"), Decimal("2.75"), 13, 0)
+    assert float(row[5]) == 86400
