@@ -299,7 +299,6 @@ class StreamingManager:
                     StreamName=view.stream_name, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
                 )
             iterators[shard_id] = it["ShardIterator"]
-        refresh_time = _utcnow()
 
         def read_round() -> dict[str, list]:
             """One GetRecords per open shard; shards that are caught up (or closed) drop out."""
@@ -327,7 +326,9 @@ class StreamingManager:
                 batch = pending.result()
                 pending = reader.submit(read_round) if iterators else None
                 if any(batch.values()):
-                    added += self._ingest(con, view, batch, refresh_time)
+                    # Each round is its own transaction with its own refresh_time, so a consumer's
+                    # watermark on refresh_time never skips a round committed after it looked.
+                    added += self._ingest(con, view, batch, _utcnow())
         return added
 
     def _ingest(
