@@ -71,15 +71,79 @@ def test_bucket_and_alert_queue_refuse_plain_http(resources) -> None:
     assert "AlertActionsQueue" in covered
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="template.yaml has no TLS-only policy on AlertTopic, OpsTopic, AlertActionsDLQ and "
-    "AsyncFailureQueue (the SDKs use HTTPS anyway; the policies make plain HTTP impossible)",
-)
 def test_every_topic_and_queue_refuses_plain_http(resources) -> None:
     covered = tls_only_targets(resources)
     missing = (_of_kind(resources, "AWS::SNS::Topic") | _of_kind(resources, "AWS::SQS::Queue")) - covered
     assert missing == set()
+
+
+def test_each_topic_and_queue_has_exactly_one_policy(resources) -> None:
+    """A second policy on the same queue or topic silently replaces the first (the last one applied wins)."""
+    targets: list[str] = []
+    for resource in resources.values():
+        if resource["Type"] in ("AWS::SQS::QueuePolicy", "AWS::SNS::TopicPolicy"):
+            key, _kind = POLICY_KINDS[resource["Type"]]
+            targets += [_target(t) for t in _list(resource["Properties"][key])]
+    assert sorted(targets) == sorted(
+        _of_kind(resources, "AWS::SNS::Topic") | _of_kind(resources, "AWS::SQS::Queue")
+    )
+
+
+def _policy_of(resources: dict[str, dict[str, Any]], kind: str, target: str) -> list[dict[str, Any]]:
+    key, _kind = POLICY_KINDS[kind]
+    return next(
+        _list(r["Properties"]["PolicyDocument"]["Statement"])
+        for r in resources.values()
+        if r["Type"] == kind and target in {_target(t) for t in _list(r["Properties"][key])}
+    )
+
+
+def _allows(statements: list[dict[str, Any]], principal: dict[str, Any], action: str) -> list[dict[str, Any]]:
+    return [
+        s
+        for s in statements
+        if s["Effect"] == "Allow" and s["Principal"] == principal and action in _list(s["Action"])
+    ]
+
+
+def test_topic_and_queue_policies_keep_publishers_and_owner_working(resources) -> None:
+    """A topic policy replaces SNS's default one: alarms, the owner and the SNS->SQS delivery must survive."""
+    alarm_topics = {
+        _target(t)
+        for r in resources.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+        for t in r["Properties"].get("AlarmActions", [])
+    }
+    assert alarm_topics == {"OpsTopic"}
+    (alarms,) = _allows(
+        _policy_of(resources, "AWS::SNS::TopicPolicy", "OpsTopic"),
+        {"Service": "cloudwatch.amazonaws.com"},
+        "sns:Publish",
+    )
+    assert alarms["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert alarms["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Sub"].endswith(":alarm:${AWS::StackName}-*")
+
+    owner = {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}
+    for topic in _of_kind(resources, "AWS::SNS::Topic"):
+        statements = _policy_of(resources, "AWS::SNS::TopicPolicy", topic)
+        for action in ("sns:Publish", "sns:Subscribe", "sns:SetTopicAttributes", "sns:DeleteTopic"):
+            assert _allows(statements, owner, action), (topic, action)
+        # the topics are KMS-encrypted: whoever publishes needs the key too (CloudWatch via the key policy)
+        assert resources[topic]["Properties"]["KmsMasterKeyId"] == {"Ref": "AlertsKey"}
+    key_policy = resources["AlertsKey"]["Properties"]["KeyPolicy"]["Statement"]
+    assert any(
+        "cloudwatch.amazonaws.com" in _list(s["Principal"].get("Service", []))
+        and {"kms:GenerateDataKey*", "kms:Decrypt"} <= set(_list(s["Action"]))
+        and s["Effect"] == "Allow"
+        for s in key_policy
+    )
+
+    (delivery,) = _allows(
+        _policy_of(resources, "AWS::SQS::QueuePolicy", "AlertActionsQueue"),
+        {"Service": "sns.amazonaws.com"},
+        "sqs:SendMessage",
+    )
+    assert delivery["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Ref": "AlertTopic"}}}
 
 
 def test_warehouse_is_not_public_and_producer_disk_is_encrypted(resources) -> None:
