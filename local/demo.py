@@ -79,6 +79,7 @@ class DemoResult:
     lag_samples_s: list[float] = field(default_factory=list)
     drained: bool = False
     baseline: dict[str, Any] = field(default_factory=dict)
+    functions: dict[str, str] = field(default_factory=dict)  # handler -> invocations and errors
     report_files: list[Path] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
 
@@ -152,7 +153,7 @@ def _stream(stack: Any, config: DemoConfig, seeded: Any, result: DemoResult, con
 
     def on_tick(monitor: Any, phase: str, elapsed: float) -> None:
         if config.live_view:
-            view.update(render(monitor, title, elapsed, duration, phase))
+            view.update(render(monitor, title, elapsed, duration, phase, _handler_line(stack)))
         elif elapsed - last_line[0] >= 10:  # without a terminal: one line every 10 s
             last_line[0] = elapsed
             console.print(f"{elapsed:4.0f}s {phase}: {monitor.one_line()}")
@@ -172,6 +173,11 @@ def _stream(stack: Any, config: DemoConfig, seeded: Any, result: DemoResult, con
             raise DemoError(str(exc)) from exc
     _timed(result, "stream_and_drain", t0)
     stack.scheduler.stop()
+    result.functions = {
+        name: f"{st.invocations} invocations, {st.errors} errors"
+        + (f" (last: {st.last_error[:150]})" if st.errors else "")
+        for name, st in stack.scheduler.stats.items()
+    }
     monitor, stats = run.monitor, run.stats
     result.drained, result.lag_samples_s = run.drained, run.lag_samples_s
     result.produced, result.produced_frauds = stats.transactions, stats.frauds
@@ -188,6 +194,17 @@ def _stream(stack: Any, config: DemoConfig, seeded: Any, result: DemoResult, con
             result.alert_times.append(((alert.consumed_ms - stream_start_ms) / 1000, alert.fraud or 0))
     for alert in monitor.alerts:
         result.alerts_consumed[alert.transaction_id] = result.alerts_consumed.get(alert.transaction_id, 0) + 1
+
+
+def _handler_line(stack: Any) -> str:
+    """Invocations and errors of the scheduled handlers, so a failing one shows at once."""
+    parts = []
+    for name, st in stack.scheduler.stats.items():
+        text = f"{name}: {st.invocations} invocations"
+        if st.errors:
+            text += f", [red]{st.errors} errors[/] ({st.last_error[:80]})"
+        parts.append(text)
+    return " | ".join(parts)
 
 
 def _collect(stack: Any, result: DemoResult) -> None:

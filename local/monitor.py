@@ -206,7 +206,9 @@ def _float(value: Any) -> float | None:
         return None
 
 
-def render(monitor: Monitor, title: str, elapsed_s: float, total_s: float, phase: str) -> Any:
+def render(
+    monitor: Monitor, title: str, elapsed_s: float, total_s: float, phase: str, footer: str = ""
+) -> Any:
     """The live view: throughput, lag, latency, quality, the latest alerts."""
     from rich.console import Group
     from rich.panel import Panel
@@ -255,7 +257,8 @@ def render(monitor: Monitor, title: str, elapsed_s: float, total_s: float, phase
             alert.reasons,
         )
     header = f"{phase}  {elapsed_s:5.0f}s / {total_s:.0f}s"
-    return Panel(Group(numbers, latest), title=title, subtitle=header)
+    parts = [numbers, latest] + ([footer] if footer else [])
+    return Panel(Group(*parts), title=title, subtitle=header)
 
 
 def _seconds(value: float | None) -> str:

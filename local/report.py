@@ -256,6 +256,7 @@ def _rows(result: Any, m: dict[str, Any]) -> list[tuple[str, str]]:
     else:
         rows.append(("article's views (baseline_)", f"not measured: {base.get('reason', '')}"))
     rows.append(("drained (everything scored, sent, consumed)", "yes" if m["drained"] else "NO"))
+    rows += [(f"{name} (scheduler)", text) for name, text in result.functions.items()]
     rows.append(("timings", ", ".join(f"{k} {v:.1f} s" for k, v in m["timings_s"].items())))
     return rows
 
