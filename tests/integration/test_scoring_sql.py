@@ -239,7 +239,9 @@ def test_stream_features_equal_the_definition_on_history(warehouse, data) -> Non
 def test_outbox_holds_only_scores_above_threshold_with_true_reasons(warehouse) -> None:
     engine, _ = warehouse
     # a threshold some but not all scores reach: the top 5% of this small sample
-    threshold = rows(engine, "SELECT quantile_cont(score, 0.95) AS q FROM fraud_scores")[0]["q"]
+    threshold = rows(
+        engine, "SELECT PERCENTILE_CONT(0.95) WITHIN GROUP (ORDER BY score) AS q FROM fraud_scores"
+    )[0]["q"]
     enqueued = query(engine, "enqueue_alerts", {"threshold": str(threshold)}).rowcount
     above = rows(engine, f"SELECT count(*) AS n FROM fraud_scores WHERE score >= {threshold}")[0]["n"]
     assert enqueued == above > 0, "the sample has alerts to send"
@@ -297,3 +299,42 @@ def test_labels_from_the_stream_reach_terminal_risk_and_training_set(warehouse, 
         engine, "SELECT count(*) AS n FROM tx_events WHERE source = 'stream' AND tx_fraud IS NOT NULL"
     )
     assert events[0]["n"] == 40
+
+
+def test_article_analysis_queries(warehouse, data) -> None:
+    engine, _ = warehouse
+    history, _ = data
+    months = {
+        r["year_month"]: r
+        for r in rows(engine, fill((SQL / "queries" / "monthly_fraud_counts.sql").read_text(), PLACEHOLDERS))
+    }
+    expected = history.assign(month=history.TX_DATETIME.str[:7].str.replace("-", ""))
+    for month, group in expected.groupby("month"):
+        assert (months[month]["fraud_tx"], months[month]["total_tx"]) == (group.TX_FRAUD.sum(), len(group))
+
+    matrix = query(
+        engine,
+        "confusion_matrix",
+        {"start_time": "2018-08-07 00:00:00", "end_time": "2018-08-14 00:00:00", "threshold": "0.5"},
+    )
+    cells = {(r[0], r[1]): r[2] for r in matrix.rows}
+    in_period = history[(history.TX_DATETIME >= "2018-08-07") & (history.TX_DATETIME < "2018-08-14")]
+    assert sum(cells.values()) == len(in_period)
+    assert cells.get((1, 0), 0) + cells.get((1, 1), 0) == in_period.TX_FRAUD.sum()
+
+
+def test_baseline_views_keep_the_article_bugs_on_the_simulated_clock(warehouse, data) -> None:
+    engine, _ = warehouse
+    history, _ = data
+    engine.execute("SET emulator_clock TO '2018-08-13 23:00:00'")
+    try:
+        customers = {
+            r["customer_id"]: r for r in rows(engine, "SELECT * FROM baseline_customer_transformations")
+        }
+    finally:
+        engine.execute("RESET emulator_clock")
+    today = history[history.TX_DATETIME.str.startswith("2018-08-13")]
+    some = today.CUSTOMER_ID.iloc[0]
+    spent = today[some == today.CUSTOMER_ID].TX_AMOUNT.sum()
+    # the article's "count" of the day is the sum of the day's amounts (its bug, kept on purpose)
+    assert float(customers[some]["customer_id_nb_tx_1day_window"]) == pytest.approx(spent)
