@@ -170,6 +170,7 @@ class Stack:
         from local import moto_speedups
 
         moto_speedups.apply()
+        _cache_moto_dispatch()
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log line per AWS call
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.options.moto_port, verbose=False)
@@ -299,6 +300,26 @@ def _load(options: StackOptions) -> Any:
     from local.template import load_template
 
     return load_template(options.template, region=REGION, overrides=options.parameters)
+
+
+def _cache_moto_dispatch() -> None:
+    """Remember which moto backend serves a host name. moto re-derives it on every request (listing
+    and stat-ing its ~150 module folders under a global lock): about a third of a DynamoDB call's CPU."""
+    from moto.moto_server import werkzeug_app
+
+    dispatcher = werkzeug_app.DomainDispatcherApplication
+    if getattr(dispatcher, "_local_stack_cached", False):
+        return
+    lookup = dispatcher.get_backend_for_host
+    backends: dict[str | None, Any] = {}
+
+    def cached(self: Any, host: str | None) -> Any:
+        if host not in backends:
+            backends[host] = lookup(self, host)
+        return backends[host]
+
+    dispatcher.get_backend_for_host = cached  # type: ignore[method-assign]
+    dispatcher._local_stack_cached = True  # type: ignore[attr-defined]
 
 
 # -- checks -------------------------------------------------------------------------------------------
