@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import re
 import threading
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 BATCH_TABLE = "__stream_batch"
 GET_RECORDS_LIMIT = 10_000
+INGEST_BATCH = 50_000  # records appended per transaction at most, when the reader is far ahead
 STREAM_SCHEMA = pa.schema(
     [
         ("approximate_arrival_timestamp", pa.timestamp("us")),
@@ -300,36 +301,60 @@ class StreamingManager:
                 )
             iterators[shard_id] = it["ShardIterator"]
 
-        def read_round() -> dict[str, list]:
-            """One GetRecords per open shard; shards that are caught up (or closed) drop out."""
-            batch: dict[str, list] = {}
-            for shard_id, iterator in list(iterators.items()):
-                response = kinesis.get_records(ShardIterator=iterator, Limit=GET_RECORDS_LIMIT)
-                records = response["Records"]
-                batch[shard_id] = records
-                next_iterator = response.get("NextShardIterator")
-                caught_up = not records or (
-                    response.get("MillisBehindLatest", 0) == 0 and len(records) < GET_RECORDS_LIMIT
-                )
-                if next_iterator is None or caught_up:
-                    del iterators[shard_id]
-                else:
-                    iterators[shard_id] = next_iterator
-            return batch
+        # A reader thread walks the shards (one GetRecords per open shard per round) and hands each
+        # response over; this thread appends what has arrived whenever the reader is ahead, so
+        # DuckDB's work overlaps the reads and only a small last batch is left when reading ends.
+        # Batches are committed in order, each with the checkpoints of the records it holds, so
+        # exactly-once holds; each has its own refresh_time, so a consumer's watermark on
+        # refresh_time never skips a batch committed after it looked.
+        responses: queue.Queue = queue.Queue(maxsize=8)
+        stop = threading.Event()
 
-        # Read the next round while DuckDB appends this one: rounds are still committed in order,
-        # each with its checkpoints, so exactly-once holds; the reader only ever waits on Kinesis.
-        added = 0
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kinesis-read") as reader:
-            pending = reader.submit(read_round)
-            while pending is not None:
-                batch = pending.result()
-                pending = reader.submit(read_round) if iterators else None
-                if any(batch.values()):
-                    # Each round is its own transaction with its own refresh_time, so a consumer's
-                    # watermark on refresh_time never skips a round committed after it looked.
-                    added += self._ingest(con, view, batch, _utcnow())
-        return added
+        def read() -> None:
+            try:
+                while iterators and not stop.is_set():
+                    for shard_id, iterator in list(iterators.items()):
+                        response = kinesis.get_records(ShardIterator=iterator, Limit=GET_RECORDS_LIMIT)
+                        records = response["Records"]
+                        next_iterator = response.get("NextShardIterator")
+                        caught_up = not records or (
+                            response.get("MillisBehindLatest", 0) == 0 and len(records) < GET_RECORDS_LIMIT
+                        )
+                        if next_iterator is None or caught_up:
+                            del iterators[shard_id]
+                        else:
+                            iterators[shard_id] = next_iterator
+                        if records:
+                            responses.put((shard_id, records))
+                        if stop.is_set():
+                            return
+                responses.put(None)
+            except BaseException as exc:  # handed to the consumer, which raises it
+                responses.put(exc)
+
+        reader = threading.Thread(target=read, name=f"kinesis-read-{view.name}", daemon=True)
+        reader.start()
+        added, batch, count = 0, defaultdict(list), 0
+        try:
+            while True:
+                item = responses.get()
+                if isinstance(item, BaseException):
+                    raise item
+                if item is not None:
+                    batch[item[0]].extend(item[1])
+                    count += len(item[1])
+                if count and (item is None or responses.empty() or count >= INGEST_BATCH):
+                    added += self._ingest(con, view, dict(batch), _utcnow())
+                    batch, count = defaultdict(list), 0
+                if item is None:
+                    return added
+        finally:
+            stop.set()
+            while reader.is_alive():  # unblock a reader waiting on a full queue
+                try:
+                    responses.get(timeout=0.05)
+                except queue.Empty:
+                    pass
 
     def _ingest(
         self, con: duckdb.DuckDBPyConnection, view: _View, batch: dict[str, list], refresh_time: datetime
