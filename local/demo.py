@@ -121,6 +121,9 @@ def run_demo(config: DemoConfig, console: Any = None) -> DemoResult:
         result.history_rows, result.history_frauds = seeded.history_rows, seeded.history_frauds
         result.model_name, result.show_model = seeded.model_name, seeded.show_model
         result.timings_s.update(seeded.timings_s)
+        reason = _start_baseline_model()  # trains while the stream runs
+        if reason:
+            result.baseline = {"available": False, "reason": reason}
         _stream(stack, config, seeded, result, console)
         _collect(stack, result)
     result.timings_s["total"] = time.monotonic() - started
@@ -244,7 +247,7 @@ def _collect(stack: Any, result: DemoResult) -> None:
         elif pk.startswith("CARD#"):
             txs = {int(t) for t in item.get("transaction_ids") or set()}
             result.card_locks[int(pk[5:])] = (int(item.get("lock_count", 0)), txs)
-    result.baseline = _baseline(api, result)
+    result.baseline = _baseline(stack, api, result)
 
 
 def _scan(table: Any) -> list[dict[str, Any]]:
@@ -257,18 +260,70 @@ def _scan(table: Any) -> list[dict[str, Any]]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def _baseline(api: Any, result: DemoResult) -> dict[str, Any]:
-    """The article's own predictions view (baseline_), on the same live transactions, if it exists."""
+BASELINE_MODEL = ("fraud_model_handbook", "fn_fraud_handbook")  # the article's 15 inputs
+
+
+def _start_baseline_model() -> str | None:
+    """Start CREATE MODEL on the handbook's 15 inputs, the model the article's views are scored with.
+
+    Returns why it could not start (the demo then reports the baseline as not measured)."""
+    from fraud_common import queries
+    from fraud_common.settings import SqlSettings
+
+    from local.seed import data_api
+
+    name, function = BASELINE_MODEL
+    placeholders = {**SqlSettings.from_env().placeholders(), "MODEL_NAME": name, "MODEL_FUNCTION": function}
+    try:
+        queries.run(data_api(), "create_model_handbook", placeholders)
+    except Exception as exc:
+        return str(exc).splitlines()[0][:200]
+    return None
+
+
+def _baseline(stack: Any, api: Any, result: DemoResult, timeout_s: float = 180.0) -> dict[str, Any]:
+    """The article's predictions (sql/queries/baseline_predictions.sql, its getdate()-relative views),
+    on the same live transactions, with getdate() set to the simulated "now" of the stream's end."""
+    from fraud_common import queries
+    from fraud_common.settings import SqlSettings
+
+    from local.seed import show_model
+
+    if result.baseline.get("reason"):
+        return result.baseline
+    name, function = BASELINE_MODEL
+    deadline = time.monotonic() + timeout_s
+    state = ""
+    while state not in ("READY", "FAILED") and time.monotonic() < deadline:
+        state = dict(show_model(api, name)).get("Model State", "").upper()
+        time.sleep(0.5 if state not in ("READY", "FAILED") else 0)
+    if state != "READY":
+        return {"available": False, "reason": f"model {name} is {state or 'unknown'}"}
+    first_id = min(result.truth) if result.truth else 0
+    now = api.query(
+        "SELECT max(tx_datetime) AS t FROM cust_payment_tx_stream WHERE transaction_id >= :first_id",
+        {"first_id": first_id},
+    )[0]["t"]
+    placeholders = {**SqlSettings.from_env().placeholders(), "MODEL_NAME": name, "MODEL_FUNCTION": function}
+    sql = queries.load("baseline_predictions", placeholders)
+    stack.engine.set_clock(_as_datetime(now))  # the emulator's replay clock: GETDATE() = simulated now
     try:
         rows = api.query(
-            "SELECT transaction_id, prediction FROM baseline_cust_payment_tx_fraud_predictions"
-            " WHERE transaction_id >= :first_id",
-            {"first_id": min(result.truth) if result.truth else 0},
+            f"SELECT transaction_id, fraud_prediction FROM ({sql}) b WHERE transaction_id >= :first_id",
+            {"first_id": first_id},
         )
-    except Exception as exc:  # the SQL engineer's baseline views are optional for the demo
+    except Exception as exc:
         return {"available": False, "reason": str(exc).splitlines()[0][:200]}
-    predictions = {int(r["transaction_id"]): float(r["prediction"]) for r in rows}
-    return {"available": True, "predictions": predictions}
+    finally:
+        stack.engine.set_clock(None)
+    predictions = {int(r["transaction_id"]): float(r["fraud_prediction"]) for r in rows}
+    return {"available": True, "predictions": predictions, "clock": str(now)}
+
+
+def _as_datetime(value: Any) -> Any:
+    from datetime import datetime
+
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
 # -- CLI ----------------------------------------------------------------------------------------------

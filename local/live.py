@@ -55,8 +55,12 @@ def run_live(
     drain_timeout_s: float,
     on_tick: OnTick | None = None,
     tick_s: float = 0.5,
+    settle_s: float = 3.0,
 ) -> LiveRun:
-    """Produce at `rate` for `duration_s` (labels after the delay), then wait until drained."""
+    """Produce at `rate` for `duration_s` (labels after the delay), then wait until drained.
+
+    Drained must hold for `settle_s` (several scoring cycles): a cycle commits its scores before it
+    enqueues their alerts, so one look could see everything scored and the outbox not yet filled."""
     from fraud_common.settings import SqlSettings
 
     from local.seed import data_api
@@ -91,6 +95,7 @@ def run_live(
     t0 = time.monotonic()
     producer.start()
     drain_deadline = None
+    settled_since = None
     try:
         while True:
             time.sleep(tick_s)
@@ -105,7 +110,13 @@ def run_live(
             if drain_deadline is None:
                 run.stream_s = time.monotonic() - t0
                 drain_deadline = time.monotonic() + drain_timeout_s
-            if drained(monitor) or time.monotonic() > drain_deadline:
+            if not drained(monitor):
+                settled_since = None
+            elif settled_since is None:
+                settled_since = time.monotonic()
+            if (settled_since is not None and time.monotonic() - settled_since >= settle_s) or (
+                time.monotonic() > drain_deadline
+            ):
                 break
     except KeyboardInterrupt:
         stop.set()
