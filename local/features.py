@@ -55,6 +55,7 @@ EXTRA_FEATURES = (
     "TERMINAL_ID_DAYS_SINCE_LAST_FRAUD",
     "TERMINAL_ID_DAYS_SINCE_FIRST_FRAUD",
     "TERMINAL_ID_LAST_KNOWN_LABEL",
+    "TERMINAL_ID_RISK_SINCE_FIRST_FRAUD",
 )
 
 # A backfill has no Kinesis: the stream views the feature definition reads exist, empty, with the

@@ -80,7 +80,8 @@ CREATE TABLE IF NOT EXISTS history_features (
     customer_avg_amount_14day_to_baseline_ratio float8 NOT NULL,
     terminal_id_days_since_last_fraud float8 NOT NULL,
     terminal_id_days_since_first_fraud float8 NOT NULL,
-    terminal_id_last_known_label integer NOT NULL
+    terminal_id_last_known_label integer NOT NULL,
+    terminal_id_risk_since_first_fraud float8 NOT NULL
 )
 DISTKEY (customer_id)
 SORTKEY (tx_datetime);
@@ -113,6 +114,7 @@ CREATE TABLE IF NOT EXISTS fraud_scores (
     terminal_id_days_since_last_fraud float8 NOT NULL,
     terminal_id_days_since_first_fraud float8 NOT NULL,
     terminal_id_last_known_label integer NOT NULL,
+    terminal_id_risk_since_first_fraud float8 NOT NULL,
     score float8 NOT NULL,
     prediction integer NOT NULL,
     threshold float8 NOT NULL,
@@ -258,7 +260,7 @@ terminal_bounds AS (
 ),
 -- the terminal's known frauds numbered, so a window's first and last fraud are equality joins
 terminal_frauds AS (
-    SELECT terminal_id, frauds_so_far AS fraud_number, tx_datetime
+    SELECT terminal_id, frauds_so_far AS fraud_number, tx_datetime, position
     FROM terminal_events
     WHERE fraud = 1
 )
@@ -301,7 +303,12 @@ SELECT t.transaction_id, t.tx_datetime, t.customer_id, t.terminal_id, t.tx_amoun
        CASE WHEN m.frauds_7 = m.frauds_37 THEN 31
             ELSE DATEDIFF(second, first_fraud.tx_datetime, DATEADD(day, -7, t.tx_datetime)) / 86400.0 END::float8
            AS terminal_id_days_since_first_fraud,
-       CASE WHEN m.position_7 = m.position_37 THEN 0 ELSE m.last_known_label END AS terminal_id_last_known_label
+       CASE WHEN m.position_7 = m.position_37 THEN 0 ELSE m.last_known_label END AS terminal_id_last_known_label,
+       -- share of the terminal's known transactions that were frauds since its first known fraud:
+       -- 1 for a compromised terminal (all its transactions are frauds), low for a stray fraud
+       CASE WHEN m.frauds_7 = m.frauds_37 THEN 0
+            ELSE (m.frauds_7 - m.frauds_37)::float8 / (m.position_7 - first_fraud.position + 1) END
+           AS terminal_id_risk_since_first_fraud
 FROM targets t
 JOIN customer_windows c ON c.transaction_id = t.transaction_id
 JOIN terminal_bounds m ON m.transaction_id = t.transaction_id

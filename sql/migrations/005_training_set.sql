@@ -9,6 +9,7 @@ SELECT transaction_id, tx_datetime, 'history'::varchar(8) AS source, tx_amount,
        terminal_id_nb_tx_30day_window, terminal_id_risk_30day_window, customer_id_nb_tx_baseline_window,
        customer_id_avg_amount_baseline_window, amount_to_baseline_ratio, customer_avg_amount_14day_to_baseline_ratio,
        terminal_id_days_since_last_fraud, terminal_id_days_since_first_fraud, terminal_id_last_known_label,
+       terminal_id_risk_since_first_fraud,
        tx_fraud
 FROM history_features
 WHERE tx_fraud IS NOT NULL
@@ -21,6 +22,7 @@ SELECT s.transaction_id, s.tx_datetime, 'stream'::varchar(8) AS source, s.tx_amo
        s.terminal_id_nb_tx_30day_window, s.terminal_id_risk_30day_window, s.customer_id_nb_tx_baseline_window,
        s.customer_id_avg_amount_baseline_window, s.amount_to_baseline_ratio, s.customer_avg_amount_14day_to_baseline_ratio,
        s.terminal_id_days_since_last_fraud, s.terminal_id_days_since_first_fraud, s.terminal_id_last_known_label,
+       s.terminal_id_risk_since_first_fraud,
        l.tx_fraud
 FROM fraud_scores s
 JOIN stream_labels l ON l.transaction_id = s.transaction_id;
@@ -35,6 +37,7 @@ SELECT transaction_id, tx_datetime, customer_id, terminal_id, tx_amount, tx_frau
        terminal_id_risk_1day_window, terminal_id_nb_tx_7day_window, terminal_id_risk_7day_window,
        terminal_id_nb_tx_30day_window, terminal_id_risk_30day_window, customer_id_nb_tx_baseline_window,
        customer_id_avg_amount_baseline_window, amount_to_baseline_ratio, customer_avg_amount_14day_to_baseline_ratio,
-       terminal_id_days_since_last_fraud, terminal_id_days_since_first_fraud, terminal_id_last_known_label
+       terminal_id_days_since_last_fraud, terminal_id_days_since_first_fraud, terminal_id_last_known_label,
+       terminal_id_risk_since_first_fraud
 FROM tx_features
 WHERE source = 'history';

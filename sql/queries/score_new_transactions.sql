@@ -14,7 +14,7 @@ INSERT INTO fraud_scores (
     customer_id_nb_tx_baseline_window, customer_id_avg_amount_baseline_window,
     amount_to_baseline_ratio, customer_avg_amount_14day_to_baseline_ratio,
     terminal_id_days_since_last_fraud, terminal_id_days_since_first_fraud,
-    terminal_id_last_known_label,
+    terminal_id_last_known_label, terminal_id_risk_since_first_fraud,
     score, prediction, threshold, model_version, reasons, produced_at, arrived_at, stream_refresh_time, scored_at
 )
 WITH scored AS (
@@ -29,7 +29,7 @@ WITH scored AS (
            f.terminal_id_risk_30day_window, f.customer_id_nb_tx_baseline_window,
            f.customer_id_avg_amount_baseline_window, f.amount_to_baseline_ratio,
            f.customer_avg_amount_14day_to_baseline_ratio, f.terminal_id_days_since_last_fraud,
-           f.terminal_id_days_since_first_fraud, f.terminal_id_last_known_label
+           f.terminal_id_days_since_first_fraud, f.terminal_id_last_known_label, f.terminal_id_risk_since_first_fraud
            ) AS score
     FROM tx_features f
     WHERE f.source = 'stream'
@@ -85,7 +85,7 @@ SELECT s.transaction_id, s.tx_datetime, s.customer_id, s.terminal_id, s.tx_amoun
        s.terminal_id_risk_30day_window, s.customer_id_nb_tx_baseline_window,
        s.customer_id_avg_amount_baseline_window, s.amount_to_baseline_ratio,
        s.customer_avg_amount_14day_to_baseline_ratio, s.terminal_id_days_since_last_fraud,
-       s.terminal_id_days_since_first_fraud, s.terminal_id_last_known_label,
+       s.terminal_id_days_since_first_fraud, s.terminal_id_last_known_label, s.terminal_id_risk_since_first_fraud,
        s.score,
        CASE WHEN s.score >= CAST(:threshold AS float8) THEN 1 ELSE 0 END,
        CAST(:threshold AS float8),

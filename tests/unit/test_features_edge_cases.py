@@ -79,6 +79,7 @@ def test_first_transaction_of_a_card(engine: Engine) -> None:
     # no terminal history at all: counts and risks are 0, not NULL
     assert f["terminal_id_nb_tx_30day_window"] == f["terminal_id_risk_30day_window"] == 0
     assert f["terminal_id_days_since_last_fraud"] == 31 and f["terminal_id_last_known_label"] == 0
+    assert f["terminal_id_risk_since_first_fraud"] == 0
     assert f["amount_to_baseline_ratio"] == 1, "a new card is compared with itself"
 
 
@@ -142,6 +143,8 @@ def test_terminal_windows_end_seven_days_back(engine: Engine) -> None:
     assert f["terminal_id_last_known_label"] == 1, "tx 3 is the last transaction before the delay"
     assert f["terminal_id_days_since_last_fraud"] == pytest.approx(0.0)  # tx 3, at t - 7 days exactly
     assert f["terminal_id_days_since_first_fraud"] == pytest.approx(1.0)  # tx 1, a day before that
+    # since its first known fraud (tx 1) the terminal saw tx 1, 2, 3: two frauds in three
+    assert f["terminal_id_risk_since_first_fraud"] == pytest.approx(2 / 3)
 
 
 def test_stream_labels_count_once_they_arrive(engine: Engine) -> None:
