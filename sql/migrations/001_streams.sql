@@ -5,11 +5,11 @@
 -- cast); such rows stay in the MV, are counted by ops_dropped_records and are never scored.
 CREATE EXTERNAL SCHEMA IF NOT EXISTS kinesis_tx
 FROM KINESIS
-IAM_ROLE '${IAM_ROLE}';
+IAM_ROLE ${IAM_ROLE};
 
 CREATE EXTERNAL SCHEMA IF NOT EXISTS kinesis_labels
 FROM KINESIS
-IAM_ROLE '${IAM_ROLE}';
+IAM_ROLE ${IAM_ROLE};
 
 CREATE MATERIALIZED VIEW cust_payment_tx_stream
 AUTO REFRESH YES

@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS customer_info (
 
 COPY cust_payment_tx_history
 FROM 's3://${S3_BUCKET}/history/transactions/'
-IAM_ROLE '${IAM_ROLE}'
+IAM_ROLE ${IAM_ROLE}
 FORMAT AS CSV
 IGNOREHEADER 1
 GZIP
@@ -34,7 +34,7 @@ TIMEFORMAT 'YYYY-MM-DD HH:MI:SS';
 
 COPY customer_info
 FROM 's3://${S3_BUCKET}/history/customer_info/'
-IAM_ROLE '${IAM_ROLE}'
+IAM_ROLE ${IAM_ROLE}
 FORMAT AS CSV
 IGNOREHEADER 1
 GZIP;

@@ -46,10 +46,18 @@ def test_split_drops_comment_only_chunks_and_reports_unterminated_text() -> None
 
 
 def test_fill_replaces_known_placeholders_with_checked_values() -> None:
-    sql = "FROM s.\"${TX_STREAM}\" IAM_ROLE '${IAM_ROLE}' SELECT ${MODEL_FUNCTION}(x)"
+    sql = 'FROM s."${TX_STREAM}" IAM_ROLE ${IAM_ROLE} SELECT ${MODEL_FUNCTION}(x)'
     assert fill(sql, VALUES) == (
         "FROM s.\"cust-payment-txn-stream\" IAM_ROLE 'arn:aws:iam::123456789012:role/card-fraud-redshift' "
         "SELECT fn_fraud_score_v1(x)"
+    )
+
+
+def test_fill_writes_iam_role_default_bare_and_an_arn_quoted() -> None:
+    # Redshift: IAM_ROLE { default | 'arn:...' }; a quoted 'default' names no role.
+    assert fill("IAM_ROLE ${IAM_ROLE}", {"IAM_ROLE": "default"}) == "IAM_ROLE default"
+    assert fill("IAM_ROLE ${IAM_ROLE}", {"IAM_ROLE": "arn:aws:iam::123456789012:role/r"}) == (
+        "IAM_ROLE 'arn:aws:iam::123456789012:role/r'"
     )
 
 
@@ -59,7 +67,7 @@ def test_fill_replaces_known_placeholders_with_checked_values() -> None:
         ("SELECT ${NOT_ALLOWED}", VALUES, "unknown placeholder"),
         ("SELECT ${S3_BUCKET}", VALUES, "no value"),
         ("SELECT ${MODEL_FUNCTION}(1)", {"MODEL_FUNCTION": "f(); DROP TABLE t; --"}, "not valid"),
-        ("IAM_ROLE '${IAM_ROLE}'", {"IAM_ROLE": "x' ; DROP TABLE t; --"}, "not valid"),
+        ("IAM_ROLE ${IAM_ROLE}", {"IAM_ROLE": "x' ; DROP TABLE t; --"}, "not valid"),
     ],
 )
 def test_fill_rejects_unknown_missing_and_malformed(sql: str, values: dict, message: str) -> None:

@@ -56,6 +56,8 @@ def fill(sql: str, values: Mapping[str, str], source: str = "<sql>") -> str:
         value = str(values[name])
         if not ALLOWED[name].fullmatch(value):  # fullmatch: `$` alone lets a final newline through
             raise SqlTemplateError(f"{source}: value {value!r} is not valid for ${{{name}}}")
+        if name == "IAM_ROLE" and value != "default":  # Redshift: IAM_ROLE { default | 'arn' }
+            return f"'{value}'"
         return value
 
     return PLACEHOLDER.sub(replace, sql)
