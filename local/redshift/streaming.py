@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import duckdb
 import pyarrow as pa
+import sqlglot
 from sqlglot import exp
 
 from local.redshift import catalog
@@ -179,10 +180,11 @@ class StreamingManager:
         source = sources[0]
         schema_name = source.db.lower()
         self._describe_stream(stream_name)
+        alias = source.alias_or_name
         source.replace(exp.to_table(BATCH_TABLE))
         where = query.args.get("where")
         filter_sql = where.this.sql(dialect="duckdb") if where else None
-        query_sql = tr.to_duckdb(query)
+        query_sql = tr.to_duckdb(_share_json_parsing(query, alias))
         con.register(BATCH_TABLE, STREAM_SCHEMA.empty_table())
         try:
             self._run(con, f"CREATE TABLE {_quote(name)} AS {query_sql}", query)
@@ -574,6 +576,41 @@ class StreamingManager:
     def _lock_for(self, name: str) -> threading.Lock:
         with self._locks_guard:
             return self._locks[name]
+
+
+def _share_json_parsing(query: exp.Select, alias: str) -> exp.Select:
+    """Parse each record's JSON once instead of once per field.
+
+    `json_extract_path_text(doc, 'A')`, `(doc, 'B')`, ... over one document become elements of a single
+    multi-path extraction computed (after the view's WHERE) in a subquery: same values, one parse.
+    Views that do not have that shape are returned unchanged.
+    """
+    calls = [
+        c for c in query.find_all(exp.Anonymous)
+        if c.name.lower() == "redshift_json_text" and len(c.expressions) == 2 and c.expressions[1].is_string
+    ]  # fmt: skip
+    where = query.args.get("where")
+    in_where = {id(c) for c in where.find_all(exp.Anonymous)} if where else set()
+    documents = {c.expressions[0].sql(dialect="duckdb") for c in calls}
+    if len(calls) < 2 or len(documents) != 1 or any(id(c) in in_where for c in calls):
+        return query
+    paths = sorted({c.expressions[1].this for c in calls})
+    path_list = ", ".join(exp.Literal.string(p).sql(dialect="duckdb") for p in paths)
+    inner = sqlglot.parse_one(
+        f"SELECT *, json_extract_string(CAST({documents.pop()} AS VARCHAR), [{path_list}]) AS __json_fields "
+        f"FROM {BATCH_TABLE}" + (f" WHERE {where.this.sql(dialect='duckdb')}" if where else ""),
+        read="duckdb",
+    )
+    outer = query.copy()
+    for call in outer.find_all(exp.Anonymous):
+        if call.name.lower() == "redshift_json_text" and call.expressions[1].is_string:
+            field = paths.index(call.expressions[1].this) + 1
+            call.replace(sqlglot.parse_one(f"coalesce(__json_fields[{field}], '')", read="duckdb"))
+    outer.set("where", None)
+    outer.set(
+        "from_", exp.From(this=exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(alias))))
+    )
+    return outer
 
 
 def _arrow_batch(batch: dict[str, list], refresh_time: datetime) -> pa.Table:
