@@ -42,6 +42,7 @@ class DemoConfig:
     out_dir: Path = REPO / "out"
     live_view: bool = True
     drain_timeout_s: float = 120.0
+    refresh_interval_s: float = 1.0  # streaming MVs' AUTO REFRESH period
     env: dict[str, str] = field(default_factory=dict)  # extra function settings (e.g. ALERT_THRESHOLD)
 
 
@@ -99,6 +100,7 @@ def run_demo(config: DemoConfig, console: Any = None) -> DemoResult:
         scheduler=False,
         apply_migrations=False,
         env_overrides={**DEMO_ENV, **config.env},
+        refresh_interval_s=config.refresh_interval_s,
     )
     started = time.monotonic()
     with Stack(options) as stack:

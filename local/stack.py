@@ -62,6 +62,7 @@ class StackOptions:
     scheduler: bool = True
     run_now: tuple[str, ...] = ()  # scheduled functions invoked at start
     apply_migrations: bool = True
+    refresh_interval_s: float = 1.0  # streaming MVs' AUTO REFRESH period (the emulator's default)
 
 
 class Stack:
@@ -184,7 +185,9 @@ class Stack:
         from local.redshift.engine import Engine
         from local.redshift.server import start_server
 
-        self.engine = Engine(self.options.data_dir / WAREHOUSE_FILE)
+        self.engine = Engine(
+            self.options.data_dir / WAREHOUSE_FILE, auto_refresh_interval=self.options.refresh_interval_s
+        )
         try:
             self.redshift = start_server(self.engine, "127.0.0.1", self.options.redshift_port)
         except OSError as exc:
