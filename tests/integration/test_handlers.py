@@ -2,11 +2,13 @@
 endpoint and moto (SNS, SQS, DynamoDB) over the wire.
 
 The SQL here is a small stand-in for sql/ (a plain table instead of the streaming MV, a rule instead of
-the model) so each test controls its data; the handlers and fraud_common run unchanged.
+the model) so each test controls its data; the handlers and fraud_common run unchanged. The apply_sql
+teardown and train_model's featurisation run the project's own sql/ (fixture `project_sql`).
 """
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 import os
@@ -15,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from types import ModuleType
@@ -22,6 +25,7 @@ from typing import Any
 
 import boto3
 import pytest
+from fraud_common import queries
 from fraud_common.dataapi import DataApi
 from fraud_common.settings import WarehouseSettings
 
@@ -238,6 +242,168 @@ def test_apply_sql_refuses_an_edited_applied_migration(env, sql_dir, cloudformat
     app.lambda_handler(event("apply_sql_update.json", ResponseURL=url), Context("apply-sql"))
     assert received[1]["Status"] == "FAILED"
     assert received[1]["Reason"].startswith("001_tables.sql: changed after it was applied")
+
+
+# ------------------------------------------------------------------- apply_sql with the project's sql/
+
+# Every object sql/migrations creates, by kind (sql/README.md's objects, the ledger, the external schemas).
+TABLES = (
+    "cust_payment_tx_history",
+    "customer_info",
+    "model_registry",
+    "fraud_alerts",
+    "history_features",
+    "fraud_scores",
+    "schema_migrations",
+)
+STREAMING_MVS = ("cust_payment_tx_stream", "cust_payment_label_stream", "cust_payment_tx_rejects")
+VIEWS = (
+    "stream_transactions",
+    "stream_labels",
+    "tx_events",
+    "feature_targets",
+    "tx_features",
+    "training_set",
+    "ops_ingestion_lag",
+    "ops_scoring_lag",
+    "ops_dropped_records",
+    "baseline_customer_transformations",
+    "baseline_terminal_transformations",
+)
+EXTERNAL_SCHEMAS = ("kinesis_labels", "kinesis_tx")
+HISTORY_COLUMNS = (
+    "TRANSACTION_ID,TX_DATETIME,CUSTOMER_ID,TERMINAL_ID,TX_AMOUNT,TX_TIME_SECONDS,TX_TIME_DAYS,"
+    "TX_FRAUD,TX_FRAUD_SCENARIO"
+)
+
+
+def history_rows(first_id: int, first_day: int, days: int) -> list[str]:
+    """15 transactions a day over 5 cards and 4 terminals from 2018-04-01 + first_day (CREATE MODEL
+    wants at least 500 labelled rows); card 3 is compromised every fifth day (amounts over 220, fraud)."""
+    rows = []
+    for day in range(first_day, first_day + days):
+        for k in range(15):
+            customer, fraud = k % 5, int(k % 5 == 3 and day % 5 == 0)
+            seconds = day * 86400 + (1 + k) * 3600 + k * 60
+            when = datetime(2018, 4, 1) + timedelta(seconds=seconds)
+            amount = 250 + k if fraud else 20 + (day * 7 + k * 13) % 60
+            rows.append(
+                f"{first_id + len(rows)},{when:%Y-%m-%d %H:%M:%S},{customer},{(k + day) % 4},{amount}.00,"
+                f"{seconds},{day},{fraud},{fraud}"
+            )
+    return rows
+
+
+def gzip_csv(header: str, rows: list[str]) -> bytes:
+    return gzip.compress(("\n".join([header, *rows]) + "\n").encode())
+
+
+@pytest.fixture
+def project_sql(env, aws_endpoints, monkeypatch) -> dict[str, Any]:
+    """The project's own sql/ over fresh Kinesis streams and a bucket holding 40 days of history."""
+    suffix = uuid.uuid4().hex[:8]
+    names = {
+        "TX_STREAM": f"tx-{suffix}",
+        "LABEL_STREAM": f"labels-{suffix}",
+        "S3_BUCKET": f"fraud-data-{suffix}",
+        "MODEL_MAX_RUNTIME": "600",
+        "MODEL_MAX_CELLS": "100000",
+    }
+    for key, value in {**names, "FRAUD_SQL_DIR": str(REPO / "sql")}.items():
+        monkeypatch.setenv(key, value)
+    kinesis, s3 = boto3.client("kinesis"), boto3.client("s3")
+    for stream in (names["TX_STREAM"], names["LABEL_STREAM"]):
+        kinesis.create_stream(StreamName=stream, ShardCount=1)
+    s3.create_bucket(Bucket=names["S3_BUCKET"])
+    history = history_rows(first_id=0, first_day=0, days=40)
+    s3.put_object(
+        Bucket=names["S3_BUCKET"],
+        Key="history/transactions/part-0.csv.gz",
+        Body=gzip_csv(HISTORY_COLUMNS, history),
+    )
+    customers = [f"{c},analyst,c{c}@example.com,Card Holder {c},+10000000000,Brussels,BE" for c in range(5)]
+    s3.put_object(
+        Bucket=names["S3_BUCKET"],
+        Key="history/customer_info/part-0.csv.gz",
+        Body=gzip_csv("customer_id,job_title,email_address,full_name,phone_number,city,state", customers),
+    )
+    return {"history": len(history), **names}
+
+
+def warehouse_objects(api: DataApi) -> set[str]:
+    """The migrations' tables, views, streaming MVs and external schemas that exist."""
+    names = ", ".join(f"'{n}'" for n in (*TABLES, *STREAMING_MVS, *VIEWS))
+    relations = api.query(f"SELECT table_name FROM information_schema.tables WHERE table_name IN ({names})")
+    schemas = api.query(
+        "SELECT schema_name FROM redshift_sys.external_schemas "  # the emulator's catalog of them
+        f"WHERE schema_name IN ({', '.join(repr(n) for n in EXTERNAL_SCHEMAS)})"
+    )
+    return {r["table_name"] for r in relations} | {r["schema_name"] for r in schemas}
+
+
+def test_delete_keeps_the_warehouse_unless_the_stack_drops_it(project_sql, api, cloudformation) -> None:
+    url, received = cloudformation
+    app = load_handler("apply_sql")
+    app.lambda_handler(event("apply_sql_create.json", ResponseURL=url), Context("apply-sql"))
+    assert received[-1]["Status"] == "SUCCESS", received[-1]["Reason"]
+    migrations = len(list((REPO / "sql" / "migrations").glob("*.sql")))
+    assert received[-1]["Data"]["Applied"] == migrations
+    everything = {*TABLES, *STREAMING_MVS, *VIEWS, *EXTERNAL_SCHEMAS}
+    assert warehouse_objects(api) == everything
+    featurised = project_sql["history"]
+    assert api.query("SELECT count(*) AS n FROM history_features") == [{"n": featurised}]
+
+    # Delete without the flag (the default): every object and every row stays.
+    app.lambda_handler(event("apply_sql_delete.json", ResponseURL=url), Context("apply-sql"))
+    assert received[-1]["Status"] == "SUCCESS" and "dropped 0 statements" in received[-1]["Reason"]
+    assert warehouse_objects(api) == everything
+    assert api.query("SELECT count(*) AS n FROM cust_payment_tx_history") == [{"n": project_sql["history"]}]
+    assert api.query("SELECT count(*) AS n FROM history_features") == [{"n": featurised}]
+
+    # DropWarehouseObjectsOnDelete=true: sql/teardown.sql drops them all, the ledger included.
+    drop = event("apply_sql_delete.json", ResponseURL=url)
+    drop["ResourceProperties"]["DropOnDelete"] = "true"
+    app.lambda_handler(drop, Context("apply-sql"))
+    assert received[-1]["Status"] == "SUCCESS", received[-1]["Reason"]
+    assert warehouse_objects(api) == set()
+    # A second Delete (CloudFormation retries) finds nothing and still succeeds (IF EXISTS).
+    app.lambda_handler(drop, Context("apply-sql"))
+    assert received[-1]["Status"] == "SUCCESS", received[-1]["Reason"]
+
+    # A new stack applies every migration from scratch: nothing was left behind to collide with
+    # (CREATE MATERIALIZED VIEW has no IF NOT EXISTS) and the history is loaded once, not twice.
+    app.lambda_handler(event("apply_sql_create.json", ResponseURL=url), Context("apply-sql"))
+    assert received[-1]["Status"] == "SUCCESS", received[-1]["Reason"]
+    assert received[-1]["Data"]["Applied"] == migrations
+    assert api.query("SELECT count(*) AS n FROM cust_payment_tx_history") == [{"n": project_sql["history"]}]
+
+
+def test_train_model_featurises_history_loaded_after_deploy_first(project_sql, api) -> None:
+    load_handler("apply_sql").lambda_handler(event("apply_sql_direct.json"), Context("apply-sql"))
+    before = project_sql["history"]
+    assert api.query("SELECT count(*) AS n FROM history_features") == [{"n": before}]
+    # Nothing new: featurise_history adds nothing (its targets start after the last featurised row).
+    assert queries.run(api, "featurise_history", {}).rows_affected == 0
+
+    # Ten more days of history arrive after the deploy (a later load).
+    later = history_rows(first_id=100_000, first_day=40, days=10)
+    api.execute(
+        "INSERT INTO cust_payment_tx_history VALUES "
+        + ", ".join("({}, '{}', {}, {}, {}, {}, {}, {}, {})".format(*row.split(",")) for row in later)
+    )
+    app = load_handler("train_model")
+    started = app.lambda_handler(event("train_model_start.json"), Context("train-model"))["started"]
+    assert started is not None
+    assert api.query("SELECT count(*) AS n FROM history_features") == [{"n": before + len(later)}]
+    ids = api.query(
+        "SELECT count(DISTINCT transaction_id) AS n FROM history_features WHERE transaction_id >= 100000"
+    )
+    assert ids == [{"n": len(later)}]
+    # Run twice, it adds nothing: the rows it featurised are no longer targets.
+    assert queries.run(api, "featurise_history", {}).rows_affected == 0
+    assert api.query("SELECT count(*) AS n FROM history_features") == [{"n": before + len(later)}]
+    # ... and the version it started trains (on them) to the end.
+    assert settle(app)["promoted"] == [started]
 
 
 # ------------------------------------------------------------------------------------ score_and_alert
@@ -466,6 +632,11 @@ HYPERPARAMETERS DEFAULT EXCEPT (NUM_ROUND '10')
 SETTINGS (S3_BUCKET '${S3_BUCKET}', MAX_RUNTIME ${MAX_RUNTIME})"""
 
 
+# Stand-in for featurise_history: copy the loaded rows not featurised yet into the training table.
+FEATURISE_LOADED_ROWS = """INSERT INTO training_rows
+SELECT l.id, l.x1, l.x2, l.y FROM loaded_rows l LEFT JOIN training_rows t ON t.id = l.id WHERE t.id IS NULL"""
+
+
 @pytest.fixture
 def training_warehouse(env, api, sql_dir) -> DataApi:
     """The project's own registry queries (sql/queries) over a small, learnable training table."""
@@ -474,12 +645,17 @@ def training_warehouse(env, api, sql_dir) -> DataApi:
             (REPO / "sql" / "queries" / f"{name}.sql").read_text()
         )
     (sql_dir / "queries" / "create_model.sql").write_text(CREATE_MODEL)
+    (sql_dir / "queries" / "featurise_history.sql").write_text(FEATURISE_LOADED_ROWS)
     load_handler("apply_sql").lambda_handler(event("apply_sql_direct.json"), Context("apply-sql"))
     rows = ", ".join(
-        f"({(i * 37 % 100) / 100}, {(i * 11 % 100) / 100}, {int((i * 37 % 100) > 70)})" for i in range(600)
+        f"({i}, {(i * 37 % 100) / 100}, {(i * 11 % 100) / 100}, {int((i * 37 % 100) > 70)})"
+        for i in range(600)
     )
-    api.execute("CREATE TABLE training_rows (x1 float8, x2 float8, y integer)")
-    api.execute(f"INSERT INTO training_rows VALUES {rows}")
+    for table in ("training_rows", "loaded_rows"):
+        api.execute(f"CREATE TABLE {table} (id integer, x1 float8, x2 float8, y integer)")
+    # 500 rows already featurised, 100 loaded since (featurise_history's job before training).
+    api.execute(f"INSERT INTO loaded_rows VALUES {rows}")
+    api.execute("INSERT INTO training_rows SELECT * FROM loaded_rows WHERE id < 500")
     return api
 
 
@@ -499,6 +675,7 @@ def test_train_model_starts_versions_and_promotes_ready_ones(training_warehouse,
     started = app.lambda_handler(event("train_model_start.json"), Context("train-model"))
     first = started["started"]
     assert re.fullmatch(r"fraud_model_v\d{14}", first)
+    assert api.query("SELECT count(*) AS n FROM training_rows") == [{"n": 600}]  # featurised first
     # A second start while the first still trains does not pile up versions.
     assert app.lambda_handler(event("train_model_start.json"), Context("train-model"))["started"] in (
         None,
@@ -532,6 +709,16 @@ def test_train_model_starts_versions_and_promotes_ready_ones(training_warehouse,
         r["model_name"]: r["status"] for r in api.query("SELECT model_name, status FROM model_registry")
     }
     assert statuses[first] == "promoted" and sorted(statuses.values()) == ["failed", "promoted"]
+
+
+def test_train_model_registers_nothing_when_featurising_fails(training_warehouse, sql_dir) -> None:
+    (sql_dir / "queries" / "featurise_history.sql").write_text(
+        FEATURISE_LOADED_ROWS.replace("loaded_rows", "no_such_rows")
+    )
+    with pytest.raises(Exception, match="no_such_rows"):
+        load_handler("train_model").lambda_handler(event("train_model_start.json"), Context("train-model"))
+    assert training_warehouse.query("SELECT count(*) AS n FROM model_registry") == [{"n": 0}]
+    assert training_warehouse.query("SELECT count(*) AS n FROM training_rows") == [{"n": 500}]
 
 
 def test_train_model_rejects_an_unknown_action(env) -> None:

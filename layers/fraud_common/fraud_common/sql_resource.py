@@ -2,7 +2,8 @@
 
 Create/Update apply pending migrations; a failure answers FAILED with the file name and Redshift's
 error, which fails the stack operation (and rolls it back). Delete keeps the warehouse's data unless
-the resource property `DropOnDelete` is "true", in which case `sql/teardown.sql` runs (if present).
+the resource property `DropOnDelete` (the stack's DropWarehouseObjectsOnDelete) is "true", in which case
+`sql/teardown.sql` runs: it drops every object the migrations create except model versions.
 A direct invoke (no RequestType) applies the migrations and raises on failure.
 """
 

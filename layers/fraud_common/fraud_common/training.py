@@ -3,7 +3,7 @@
 Each version gets its own model and function name (`<MODEL_NAME>_v<UTC timestamp>`), so training a
 new version never disturbs the function the scoring query uses. The registry (`model_registry`)
 holds each version's status: training -> ready | failed, ready -> promoted, promoted -> retired.
-Named queries used (sql/queries): create_model, register_model (:model_name, :function_name),
+Named queries used (sql/queries): featurise_history, create_model, register_model (:model_name, :function_name),
 models_in_training, set_model_status (:model_name, :status), record_model_metric (:model_name,
 :metric), retire_promoted_models, promote_model (:model_name), current_model.
 """
@@ -11,6 +11,7 @@ models_in_training, set_model_status (:model_name, :status), record_model_metric
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -60,10 +61,20 @@ def create_statement_name(model_name: str) -> str:
     return f"create model {model_name}"
 
 
+def featurise_history(api: DataApi, placeholders: Mapping[str, str]) -> int:
+    """Features of history rows loaded since the last run, so the new version trains on them too.
+    Waits for it (CREATE MODEL reads training_set); a failure raises before any version is registered."""
+    featurised = queries.run(api, "featurise_history", placeholders).rows_affected
+    logger.info("history featurised before training", extra={"rows": featurised})
+    return featurised
+
+
 def start(api: DataApi, sql: SqlSettings, now: datetime | None = None) -> str:
-    """Register and start CREATE MODEL for a new version; returns the model name."""
+    """Featurise new history, then register and start CREATE MODEL for a new version; returns the model
+    name."""
     model_name, function_name = version_names(sql, now or datetime.now(UTC))
     placeholders = {**sql.placeholders(), "MODEL_NAME": model_name, "MODEL_FUNCTION": function_name}
+    featurise_history(api, placeholders)
     # Registered first, then submitted without waiting: on Redshift, CREATE MODEL first exports the
     # training set to S3, which can outlast this function; later checks follow it with SHOW MODEL.
     queries.run(
