@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 BATCH_TABLE = "__stream_batch"
 GET_RECORDS_LIMIT = 10_000
+DROP_GRACE_SECONDS = 10.0  # AUTO REFRESH leaves a just-dropped MV alone while the drop commits
 INGEST_BATCH = 50_000  # records appended per transaction at most, when the reader is far ahead
 STREAM_SCHEMA = pa.schema(
     [
@@ -91,6 +92,7 @@ class StreamingManager:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._worker = threading.local()
+        self._dropped: dict[str, float] = {}  # MV name -> when a DROP of it ran (monotonic seconds)
 
     # -- external schemas -----------------------------------------------------------------
 
@@ -191,6 +193,7 @@ class StreamingManager:
         finally:
             con.unregister(BATCH_TABLE)
         self._record_view(con, name, "streaming", auto, sql, query_sql, filter_sql, schema_name, stream_name)
+        self._dropped.pop(name, None)  # re-created: AUTO REFRESH applies again
 
     def _record_view(self, con: duckdb.DuckDBPyConnection, name: str, kind: str, auto: bool, sql: str,
                      query_sql: str, filter_sql: str | None, schema: str | None, stream: str | None) -> None:  # fmt: skip
@@ -227,6 +230,9 @@ class StreamingManager:
                     return True
                 raise RedshiftError(f'materialized view "{name}" does not exist', "42P01")
             with self._lock_for(name):
+                # The drop commits with the caller's transaction, after this lock is released: keep
+                # AUTO REFRESH off the view meanwhile (it resumes if that transaction rolls back).
+                self._dropped[name] = time.monotonic()
                 con.execute(f"DROP TABLE IF EXISTS {_quote(name)}")
                 for table in ("materialized_views", "stream_checkpoints"):
                     con.execute(f"DELETE FROM {catalog.SCHEMA}.{table} WHERE mv_name = ?", [name])
@@ -557,6 +563,8 @@ class StreamingManager:
             for name in names:
                 if self._stop.is_set():
                     return
+                if time.monotonic() - self._dropped.get(name, -1e9) < DROP_GRACE_SECONDS:
+                    continue
                 try:
                     self.refresh(name, refresh_type="Auto")
                 except Exception as exc:  # recorded in SYS_MV_REFRESH_HISTORY; the next tick retries
