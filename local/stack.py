@@ -409,7 +409,7 @@ def run(args: argparse.Namespace) -> int:
         stack.start()
         _seed(stack, args)
         if not args.no_scheduler:
-            stack.start_scheduler()
+            stack.start_scheduler(run_now=("score_and_alert",))  # EventBridge fires within its first minute
     except (StackError, TemplateError, SeedError) as exc:
         stack.stop()
         print(f"error: {exc}", file=sys.stderr)
