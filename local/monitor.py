@@ -62,7 +62,7 @@ class Monitor:
     history: list[tuple[float, int, int, int]] = field(
         default_factory=list
     )  # (t, produced, ingested, scored)
-    latest: deque[AlertSeen] = field(default_factory=lambda: deque(maxlen=8))
+    latest: deque[AlertSeen] = field(default_factory=lambda: deque(maxlen=6))
     poll_errors: int = 0
     baseline: Progress = field(default_factory=Progress)  # warehouse counts before this run
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -246,7 +246,7 @@ def render(
         ("fraud?", "center"),
         ("reasons", "left"),
     ):
-        latest.add_column(col, justify=justify, overflow="fold" if col == "reasons" else "ellipsis")
+        latest.add_column(col, justify=justify, overflow="ellipsis", no_wrap=True)  # one line per alert
     for alert in list(monitor.latest):
         latest.add_row(
             str(alert.transaction_id),
