@@ -238,15 +238,15 @@ def render(
         _ratio(recall) + f"  of {monitor.frauds_produced:,} frauds",
     )
     latest = Table(title="latest alerts", expand=True, title_justify="left")
-    for col, justify in (
-        ("tx", "right"),
-        ("customer", "left"),
-        ("amount", "right"),
-        ("score", "right"),
-        ("fraud?", "center"),
-        ("reasons", "left"),
+    for col, justify, width in (
+        ("tx", "right", 9),
+        ("customer", "left", 18),
+        ("amount", "right", 9),
+        ("score", "right", 5),
+        ("fraud?", "center", 7),
     ):
-        latest.add_column(col, justify=justify, overflow="ellipsis", no_wrap=True)  # one line per alert
+        latest.add_column(col, justify=justify, min_width=width, no_wrap=True)
+    latest.add_column("reasons", ratio=1, overflow="ellipsis", no_wrap=True)  # one line per alert
     for alert in list(monitor.latest):
         latest.add_row(
             str(alert.transaction_id),
