@@ -674,7 +674,7 @@ def test_train_model_starts_versions_and_promotes_ready_ones(training_warehouse,
     app = load_handler("train_model")
     started = app.lambda_handler(event("train_model_start.json"), Context("train-model"))
     first = started["started"]
-    assert re.fullmatch(r"fraud_model_v\d{14}", first)
+    assert re.fullmatch(r"fraud_model_v\d{17}", first)
     assert api.query("SELECT count(*) AS n FROM training_rows") == [{"n": 600}]  # featurised first
     # A second start while the first still trains does not pile up versions.
     assert app.lambda_handler(event("train_model_start.json"), Context("train-model"))["started"] in (

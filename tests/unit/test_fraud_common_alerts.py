@@ -90,9 +90,9 @@ def test_version_names_are_identifiers_with_a_timestamp() -> None:
     from datetime import UTC, datetime
 
     sql = SqlSettings("t", "l", "default", "b", "fraud_model", "fn_fraud_score", 5400, 10_000_000)
-    assert version_names(sql, datetime(2026, 11, 29, 3, 4, 5, tzinfo=UTC)) == (
-        "fraud_model_v20261129030405",
-        "fn_fraud_score_v20261129030405",
+    assert version_names(sql, datetime(2026, 11, 29, 3, 4, 5, 678_901, tzinfo=UTC)) == (
+        "fraud_model_v20261129030405678",
+        "fn_fraud_score_v20261129030405678",
     )
 
 

@@ -1,7 +1,7 @@
 """train_model: start new model versions and promote READY ones that are not worse.
 
-Each version gets its own model and function name (`<MODEL_NAME>_v<UTC timestamp>`), so training a
-new version never disturbs the function the scoring query uses. The registry (`model_registry`)
+Each version gets its own model and function name (`<MODEL_NAME>_v<UTC time to the millisecond>`), so
+training a new version never disturbs the function the scoring query uses. The registry (`model_registry`)
 holds each version's status: training -> ready | failed, ready -> promoted, promoted -> retired.
 Named queries used (sql/queries): featurise_history, create_model, register_model (:model_name, :function_name),
 models_in_training, set_model_status (:model_name, :status), record_model_metric (:model_name,
@@ -52,7 +52,9 @@ class ModelStatus:
 
 
 def version_names(sql: SqlSettings, now: datetime) -> tuple[str, str]:
-    suffix = now.astimezone(UTC).strftime("v%Y%m%d%H%M%S")
+    # Milliseconds: two versions started within one second (a retried tick) must not share a name.
+    utc = now.astimezone(UTC)
+    suffix = f"{utc:v%Y%m%d%H%M%S}{utc.microsecond // 1000:03d}"
     return f"{sql.model_name}_{suffix}", f"{sql.model_function}_{suffix}"
 
 
