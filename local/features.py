@@ -14,22 +14,12 @@ import time
 from pathlib import Path
 
 from local.redshift.engine import Engine, RedshiftError
+from producer.simulator import COLUMNS as HISTORY_COLUMNS  # the article's raw history columns
 
 REPO = Path(__file__).resolve().parent.parent
 SQL_DIR = REPO / "sql"
 # Migrations a history-only warehouse needs: tables, the product's tables, the feature definition.
 HISTORY_MIGRATIONS = ("002_history.sql", "003_tables.sql", "004_features.sql")
-RAW_COLUMNS = (
-    "TRANSACTION_ID",
-    "TX_DATETIME",
-    "CUSTOMER_ID",
-    "TERMINAL_ID",
-    "TX_AMOUNT",
-    "TX_TIME_SECONDS",
-    "TX_TIME_DAYS",
-    "TX_FRAUD",
-    "TX_FRAUD_SCENARIO",
-)
 REQUIRED_COLUMNS = ("TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT", "TX_FRAUD")
 HANDBOOK_FEATURES = (
     "TX_DURING_WEEKEND",
@@ -109,7 +99,7 @@ def load_history(engine: Engine, path: Path) -> int:
         missing = [c for c in REQUIRED_COLUMNS if c not in present]
         if missing:
             raise HistoryFileError(f"{path}: missing column(s) {', '.join(missing)}")
-        select = ", ".join(c if c in present else f"NULL AS {c}" for c in RAW_COLUMNS)
+        select = ", ".join(c if c in present else f"NULL AS {c}" for c in HISTORY_COLUMNS)
         before = con.execute("SELECT count(*) FROM cust_payment_tx_history").fetchone()[0]
         try:
             con.execute(
@@ -133,7 +123,7 @@ def compute_history_features(engine: Engine) -> int:
 def export_features(engine: Engine, out: Path) -> int:
     """Write history_features joined with the raw columns to a CSV (handbook column names)."""
     features = ", ".join(f"f.{c.lower()} AS {c}" for c in (*HANDBOOK_FEATURES, *EXTRA_FEATURES))
-    raw = ", ".join(f"h.{c.lower()} AS {c}" for c in RAW_COLUMNS)
+    raw = ", ".join(f"h.{c.lower()} AS {c}" for c in HISTORY_COLUMNS)
     con = engine.cursor()
     try:
         con.execute(
