@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import duckdb
 
+# JSON_EXTRACT_PATH_TEXT refuses documents over 64 KB on Redshift; so does the emulator.
+JSON_TEXT_LIMIT = 65535
+JSON_TEXT_LIMIT_ERROR = "JSON document exceeds the 64 KB limit of JSON_EXTRACT_PATH_TEXT"
+
 # The clock override lives in a per-connection variable (set by the engine before each statement
 # when the simulated clock changed); NULL means "use the wall clock". Redshift's clock is UTC.
 _MACROS = [
@@ -23,8 +27,8 @@ _MACROS = [
        (s VARCHAR) AS coalesce(json_valid(s), false)""",
     # Redshift returns '' for a path that is absent; an invalid document is an error (as on Redshift),
     # and so is one over 64 KB, JSON_EXTRACT_PATH_TEXT's input limit (a streaming MV skips that record).
-    """redshift_json_text(j, path) AS CASE WHEN strlen(CAST(j AS VARCHAR)) > 65535
-       THEN error('JSON document exceeds the 64 KB limit of JSON_EXTRACT_PATH_TEXT')
+    f"""redshift_json_text(j, path) AS CASE WHEN strlen(CAST(j AS VARCHAR)) > {JSON_TEXT_LIMIT}
+       THEN error('{JSON_TEXT_LIMIT_ERROR}')
        ELSE coalesce(json_extract_string(CAST(j AS VARCHAR), path), '') END""",
     "json_serialize(j) AS CAST(j AS VARCHAR)",
     "json_extract_array_element_text(j, i) AS coalesce(json_extract_string(CAST(j AS VARCHAR), i), '')",

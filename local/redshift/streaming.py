@@ -34,6 +34,7 @@ from sqlglot import exp
 from local.redshift import catalog
 from local.redshift import translate as tr
 from local.redshift.errors import RedshiftError, from_duckdb
+from local.redshift.functions import JSON_TEXT_LIMIT, JSON_TEXT_LIMIT_ERROR
 
 if TYPE_CHECKING:
     from local.redshift.engine import Engine
@@ -604,8 +605,14 @@ def _share_json_parsing(query: exp.Select, alias: str) -> exp.Select:
         return query
     paths = sorted({c.expressions[1].this for c in calls})
     path_list = ", ".join(exp.Literal.string(p).sql(dialect="duckdb") for p in paths)
+    document = f"CAST({documents.pop()} AS VARCHAR)"
+    # Same 64 KB limit as redshift_json_text (functions.py): the record fails and is skipped, not parsed.
+    fields = (
+        f"CASE WHEN strlen({document}) > {JSON_TEXT_LIMIT} THEN error('{JSON_TEXT_LIMIT_ERROR}') "
+        f"ELSE json_extract_string({document}, [{path_list}]) END"
+    )
     inner = sqlglot.parse_one(
-        f"SELECT *, json_extract_string(CAST({documents.pop()} AS VARCHAR), [{path_list}]) AS __json_fields "
+        f"SELECT *, {fields} AS __json_fields "
         f"FROM {BATCH_TABLE}" + (f" WHERE {where.this.sql(dialect='duckdb')}" if where else ""),
         read="duckdb",
     )

@@ -55,6 +55,11 @@ class Producer:
                 {"Data": b"\xff\xfe\x00 not utf-8", "PartitionKey": "bad-1"},
                 {"Data": b"this is not json", "PartitionKey": "bad-2"},
                 {"Data": b'{"TRANSACTION_ID": "not-a-number", "TX_AMOUNT": 1}', "PartitionKey": "bad-3"},
+                # valid JSON, but over JSON_EXTRACT_PATH_TEXT's 64 KB limit
+                {
+                    "Data": json.dumps({"TRANSACTION_ID": -1, "PAD": "x" * 70_000}).encode(),
+                    "PartitionKey": "bad-4",
+                },
             ]
         for start in range(0, len(records), 500):
             chunk = records[start : start + 500]
@@ -104,14 +109,18 @@ def test_refresh_ingests_valid_records_once_and_reports_malformed(stream, tmp_pa
         assert_exactly_once_in_shard_order(engine, producer)
 
         errors = engine.execute(
-            "SELECT error_code, error_reason, mv_name FROM SYS_STREAM_SCAN_ERRORS ORDER BY error_code"
+            "SELECT error_code, error_reason, mv_name FROM SYS_STREAM_SCAN_ERRORS ORDER BY error_code, error_reason"
         ).rows
-        assert [(c, m) for c, _, m in errors] == [(1, "tx_stream"), (2, "tx_stream"), (4, "tx_stream")]
-        assert "UTF-8" in errors[0][1] and "JSON" in errors[1][1] and "not-a-number" in errors[2][1]
+        assert [(c, m) for c, _, m in errors] == [(1, "tx_stream"), (2, "tx_stream")] + [(4, "tx_stream")] * 2
+        assert "UTF-8" in errors[0][1] and "JSON" in errors[1][1]
+        assert sorted(("64 KB" in r, "not-a-number" in r) for _, r, _ in errors[2:]) == [
+            (False, True),
+            (True, False),
+        ]
         scanned, skipped = engine.execute(
             "SELECT sum(scanned_rows), sum(skipped_rows) FROM sys_stream_scan_states WHERE mv_name = 'tx_stream'"
         ).rows[0]
-        assert (scanned, skipped) == (303, 3)
+        assert (scanned, skipped) == (304, 4)
 
         # Nothing new: a second refresh adds nothing; new records are appended exactly once.
         assert engine.refresh("tx_stream") == 0
@@ -150,7 +159,7 @@ def test_restart_between_refreshes_keeps_checkpoints(stream, tmp_path):
         producer.put(40)
         engine.refresh("tx_stream")
         assert_exactly_once_in_shard_order(engine, producer)
-        assert engine.execute("SELECT count(*) FROM sys_stream_scan_errors").rows == [(6,)]
+        assert engine.execute("SELECT count(*) FROM sys_stream_scan_errors").rows == [(8,)]  # 2 x 4 malformed
 
 
 def test_crash_before_commit_loses_and_duplicates_nothing(stream, tmp_path, monkeypatch):
