@@ -130,7 +130,10 @@ def test_bootstrap_creates_what_template_yaml_declares_with_the_same_names(tmp_p
     options = StackOptions(data_dir=tmp_path / "data", scheduler=False, apply_migrations=False)
     with Stack(options) as stack:
         kinesis, sqs, sns, ddb, s3 = (boto3.client(s) for s in ("kinesis", "sqs", "sns", "dynamodb", "s3"))
-        streams = set(kinesis.list_streams()["StreamNames"])
+        # paginated: moto's backends are process-wide, so other tests' streams are listed too
+        streams = {
+            n for page in kinesis.get_paginator("list_streams").paginate() for n in page["StreamNames"]
+        }
         for logical_id in template.of_type("AWS::Kinesis::Stream"):
             assert template.physical_name(logical_id) in streams
         # the stream names users configure are the template's parameter defaults
