@@ -130,14 +130,18 @@ def test_bootstrap_creates_what_template_yaml_declares_with_the_same_names(tmp_p
     options = StackOptions(data_dir=tmp_path / "data", scheduler=False, apply_migrations=False)
     with Stack(options) as stack:
         kinesis, sqs, sns, ddb, s3 = (boto3.client(s) for s in ("kinesis", "sqs", "sns", "dynamodb", "s3"))
-        # paginated: moto's backends are process-wide, so other tests' streams are listed too
-        streams = {
-            n for page in kinesis.get_paginator("list_streams").paginate() for n in page["StreamNames"]
+        # asked by name: moto's backends are process-wide and its ListStreams paging drops streams
+        # re-created after other tests deleted them
+        names = {
+            template.physical_name(logical_id) for logical_id in template.of_type("AWS::Kinesis::Stream")
         }
-        for logical_id in template.of_type("AWS::Kinesis::Stream"):
-            assert template.physical_name(logical_id) in streams
+        for name in names:
+            assert (
+                kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"]
+                == "ACTIVE"
+            )
         # the stream names users configure are the template's parameter defaults
-        assert {"cust-payment-txn-stream", "cust-payment-label-stream"} <= streams
+        assert names == {"cust-payment-txn-stream", "cust-payment-label-stream"}
         buckets = {b["Name"] for b in s3.list_buckets()["Buckets"]}
         assert {template.physical_name(b) for b in template.of_type("AWS::S3::Bucket")} <= buckets
         queue_names = {url.rsplit("/", 1)[-1] for url in sqs.list_queues()["QueueUrls"]}
