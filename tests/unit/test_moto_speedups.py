@@ -54,3 +54,63 @@ def test_records_read_once_in_order_across_pages_and_after_more_puts() -> None:
             StartingSequenceNumber=str(sequence_numbers[-1]),
         )["ShardIterator"]
         assert client.get_records(ShardIterator=after, Limit=2)["Records"][0]["Data"] == sent[5]
+
+
+def test_dynamodb_transaction_rolls_back_only_what_it_wrote() -> None:
+    moto_speedups.apply()
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        client.put_item(TableName="t", Item={"pk": {"S": "kept"}, "n": {"N": "1"}})
+        client.put_item(TableName="t", Item={"pk": {"S": "blocker"}})
+        with pytest.raises(client.exceptions.TransactionCanceledException):
+            client.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": "t", "Item": {"pk": {"S": "new"}}}},
+                    {
+                        "Update": {
+                            "TableName": "t",
+                            "Key": {"pk": {"S": "kept"}},
+                            "UpdateExpression": "SET n = :two",
+                            "ExpressionAttributeValues": {":two": {"N": "2"}},
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": "t",
+                            "Item": {"pk": {"S": "blocker"}},
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                ]
+            )
+        items = {i["pk"]["S"]: i for i in client.scan(TableName="t")["Items"]}
+        assert set(items) == {"kept", "blocker"}
+        assert items["kept"]["n"] == {"N": "1"}
+        client.transact_write_items(TransactItems=[{"Put": {"TableName": "t", "Item": {"pk": {"S": "new"}}}}])
+        assert {i["pk"]["S"] for i in client.scan(TableName="t")["Items"]} == {"kept", "blocker", "new"}
+
+
+def test_a_table_copied_outside_a_transaction_is_independent() -> None:
+    import copy
+
+    from moto.dynamodb.models import dynamodb_backends
+
+    moto_speedups.apply()
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        table = dynamodb_backends["123456789012"]["us-east-1"].tables["t"]
+        backup = copy.deepcopy(table)
+        client.put_item(TableName="t", Item={"pk": {"S": "later"}})
+        assert backup is not table and len(backup.items) == 0 and len(table.items) == 1
