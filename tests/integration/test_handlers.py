@@ -79,8 +79,9 @@ WHERE a.transaction_id IS NULL AND f.score >= CAST(:threshold AS float8)""",
 FROM fraud_alerts a JOIN fraud_scores s ON s.transaction_id = a.transaction_id
 LEFT JOIN customer_info c ON c.customer_id = s.customer_id
 WHERE a.status = 'pending' ORDER BY a.transaction_id LIMIT :limit""",
-    "mark_alert_sent": "UPDATE fraud_alerts SET status = 'sent', message_id = :message_id, sent_at = getdate() "
-    "WHERE transaction_id = CAST(:transaction_id AS bigint) AND status = 'pending'",
+    "mark_alert_sent": "UPDATE fraud_alerts SET status = 'sent', "
+    "message_id = json_extract_path_text(:message_ids, CAST(transaction_id AS varchar)), sent_at = getdate() "
+    "WHERE status = 'pending' AND json_extract_path_text(:message_ids, CAST(transaction_id AS varchar)) <> ''",
 }
 
 

@@ -270,13 +270,16 @@ def test_outbox_holds_only_scores_above_threshold_with_true_reasons(warehouse) -
                 assert abs(percent - 100 * features["terminal_id_risk_30day_window"]) <= 0.5
 
     sent = pending[0]["transaction_id"]
-    result = query(engine, "mark_alert_sent", {"transaction_id": str(sent), "message_id": "msg-1"})
+    result = query(engine, "mark_alert_sent", {"message_ids": json.dumps({str(sent): "msg-1"})})
     assert result.rowcount == 1
-    assert (
-        query(engine, "mark_alert_sent", {"transaction_id": str(sent), "message_id": "msg-2"}).rowcount == 0
-    )
+    assert query(engine, "mark_alert_sent", {"message_ids": json.dumps({str(sent): "msg-2"})}).rowcount == 0
     (row,) = rows(engine, f"SELECT status, message_id FROM fraud_alerts WHERE transaction_id = {sent}")
     assert row == {"status": "sent", "message_id": "msg-1"}
+    if len(pending) >= 3:  # one statement marks a whole batch, and only the ids it names
+        batch = {str(pending[1]["transaction_id"]): "msg-b", str(pending[2]["transaction_id"]): "msg-c"}
+        assert query(engine, "mark_alert_sent", {"message_ids": json.dumps(batch)}).rowcount == 2
+        marked = rows(engine, "SELECT transaction_id, message_id FROM fraud_alerts WHERE status = 'sent'")
+        assert {str(r["transaction_id"]): r["message_id"] for r in marked} == {str(sent): "msg-1", **batch}
 
 
 def test_labels_from_the_stream_reach_terminal_risk_and_training_set(warehouse, data) -> None:

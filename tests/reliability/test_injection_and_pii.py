@@ -68,18 +68,15 @@ def test_injection_strings_are_inert_through_every_entry_point(pipeline: Pipelin
             pipeline.api,
             "mark_alert_sent",
             pipeline.sql.placeholders(),
-            {"transaction_id": OUTSIDE, "message_id": value},
+            {"message_ids": json.dumps({str(OUTSIDE): value})},
         )
         assert result.rows_affected == 0
-        try:  # not a number: Redshift's cast error (DuckDB may skip the cast when no row is pending)
+        try:  # not a JSON object: Redshift's JSON error (the emulator may skip it when no row is pending)
             outcome = queries.run(
-                pipeline.api,
-                "mark_alert_sent",
-                pipeline.sql.placeholders(),
-                {"transaction_id": value, "message_id": "m"},
+                pipeline.api, "mark_alert_sent", pipeline.sql.placeholders(), {"message_ids": value}
             )
         except StatementError as exc:
-            assert "convert" in exc.message or "invalid" in exc.message.lower(), exc.message
+            assert "json" in exc.message.lower() or "invalid" in exc.message.lower(), exc.message
         else:
             assert outcome.rows_affected == 0
     # 3) A message on the alert queue: strings reach DynamoDB as values, never as expressions.

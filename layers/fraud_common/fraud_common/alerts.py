@@ -85,16 +85,17 @@ def publish_pending(api: DataApi, sns: Any, topic_arn: str, sql: SqlSettings, li
     published = failed = 0
     for start in range(0, len(pending), SNS_BATCH):
         accepted, rejected = publish_batch(sns, topic_arn, pending[start : start + SNS_BATCH])
-        for transaction_id, message_id in accepted:
-            queries.run(
-                api,
-                "mark_alert_sent",
-                sql.placeholders(),
-                {"transaction_id": transaction_id, "message_id": message_id},
-            )
+        if accepted:
+            mark_sent(api, sql, accepted)
         published += len(accepted)
         failed += rejected
     return published, failed
+
+
+def mark_sent(api: DataApi, sql: SqlSettings, accepted: Sequence[tuple[Any, str]]) -> int:
+    """Take SNS-accepted alerts out of the outbox in one statement; returns the rows updated."""
+    message_ids = json.dumps({str(transaction_id): message_id for transaction_id, message_id in accepted})
+    return queries.run(api, "mark_alert_sent", sql.placeholders(), {"message_ids": message_ids}).rows_affected
 
 
 def publish_batch(
