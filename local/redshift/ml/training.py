@@ -64,44 +64,36 @@ class TrainedModel:
     candidates: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _column_types(arrow_type: pa.DataType) -> tuple[str, str] | None:
-    """(DuckDB type, Redshift type) for a column, None when the emulator cannot use it as a feature."""
-    if pa.types.is_boolean(arrow_type):
-        return "BOOLEAN", "bool"
-    if pa.types.is_int8(arrow_type) or pa.types.is_int16(arrow_type):
-        return "DOUBLE", "int2"
-    if pa.types.is_int32(arrow_type):
-        return "DOUBLE", "int4"
-    if pa.types.is_integer(arrow_type):
-        return "DOUBLE", "int8"
-    if pa.types.is_float32(arrow_type):
-        return "DOUBLE", "float4"
-    if pa.types.is_floating(arrow_type):
-        return "DOUBLE", "float8"
-    if pa.types.is_decimal(arrow_type):
-        return "DOUBLE", "numeric"
-    return None
+# Arrow type test -> (DuckDB type, Redshift type) of a column of that type, in order.
+_TYPES: list[tuple[Any, str, str]] = [
+    (pa.types.is_boolean, "BOOLEAN", "bool"),
+    (lambda t: pa.types.is_int8(t) or pa.types.is_int16(t), "SMALLINT", "int2"),
+    (pa.types.is_int32, "INTEGER", "int4"),
+    (pa.types.is_integer, "BIGINT", "int8"),
+    (pa.types.is_float32, "FLOAT", "float4"),
+    (pa.types.is_floating, "DOUBLE", "float8"),
+    (pa.types.is_decimal, "DECIMAL", "numeric"),
+    (lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), "VARCHAR", "varchar"),
+]
 
 
 def _target_types(arrow_type: pa.DataType) -> tuple[str, str] | None:
-    """The prediction function returns the target column's own type."""
-    if pa.types.is_boolean(arrow_type):
-        return "BOOLEAN", "bool"
-    if pa.types.is_int8(arrow_type) or pa.types.is_int16(arrow_type):
-        return "SMALLINT", "int2"
-    if pa.types.is_int32(arrow_type):
-        return "INTEGER", "int4"
-    if pa.types.is_integer(arrow_type):
-        return "BIGINT", "int8"
-    if pa.types.is_float32(arrow_type):
-        return "FLOAT", "float4"
-    if pa.types.is_floating(arrow_type):
-        return "DOUBLE", "float8"
-    if pa.types.is_decimal(arrow_type):
-        return f"DECIMAL({arrow_type.precision},{arrow_type.scale})", "numeric"
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return "VARCHAR", "varchar"
+    """(DuckDB type, Redshift type) of a column: the prediction function returns the target's own type."""
+    for matches, duck_type, redshift_type in _TYPES:
+        if matches(arrow_type):
+            if duck_type == "DECIMAL":
+                duck_type = f"DECIMAL({arrow_type.precision},{arrow_type.scale})"
+            return duck_type, redshift_type
     return None
+
+
+def _column_types(arrow_type: pa.DataType) -> tuple[str, str] | None:
+    """(DuckDB type, Redshift type) of a feature column, None when the emulator cannot use it: numbers
+    reach the model as DOUBLE; VARCHAR is handled by the caller (AUTO ON vocabularies)."""
+    types = _target_types(arrow_type)
+    if types is None or types[1] == "varchar":
+        return None
+    return ("BOOLEAN" if types[1] == "bool" else "DOUBLE"), types[1]
 
 
 def features_matrix(
