@@ -154,12 +154,15 @@ class Engine:
                     result = self._execute_statement(con, statement, parameters)
                 results.append(result)
             con.execute("COMMIT")
-        except RedshiftError:
+        except RedshiftError as exc:
             _rollback(con)
+            exc.statement_index = _failed_index(results, sqls)  # the Data API marks that sub-statement
             raise
         except duckdb.Error as exc:
             _rollback(con)
-            raise from_duckdb(exc) from exc
+            error = from_duckdb(exc)
+            error.statement_index = _failed_index(results, sqls)
+            raise error from exc
         return results
 
     def refresh(self, mv_name: str) -> int:
@@ -303,6 +306,11 @@ class Engine:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _failed_index(done: list[Result], sqls: Sequence[str]) -> int:
+    """The batch element that failed: the first not done (the last if COMMIT itself failed)."""
+    return min(len(done), len(sqls) - 1)
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:

@@ -14,6 +14,7 @@ class RedshiftError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
+        self.statement_index: int | None = None  # set by Engine.execute_batch: the failing element
 
 
 _PATTERNS: list[tuple[re.Pattern[str], str, str]] = [

@@ -218,7 +218,9 @@ def test_batch_failing_half_way_applies_nothing(client: Any) -> None:
     desc = wait(client, statement_id)
     assert desc["Status"] == "FAILED"
     assert "missing_table" in desc["Error"]
-    assert any(s["Status"] == "FAILED" for s in desc["SubStatements"])
+    # the first ran and was rolled back, the second failed, the third never started
+    assert [s["Status"] for s in desc["SubStatements"]] == ["FINISHED", "FAILED", "ABORTED"]
+    assert "missing_table" in desc["SubStatements"][1]["Error"]
     assert query(client, "SELECT COUNT(*) FROM ledger") == [[0]]
 
 
