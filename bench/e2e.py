@@ -1,6 +1,7 @@
 """The whole local pipeline at 500, 1,000 and 2,000 transactions/s, against the stream's raw put rate.
 
     .venv/bin/python bench/e2e.py [--rates 500,1000,2000] [--seconds 30] [--customers 1000 --days 30]
+                                  [--pollers N] [--aws-schedule]
 
 One stack, one history and one model; then for each rate a live run of --seconds (the same world
 continued), drained before the next. Per rate it prints: the producer's achieved rate, the rates at
@@ -81,6 +82,14 @@ def main() -> int:
     parser.add_argument("--raw-records", type=int, default=20_000, help="records for the raw put rate")
     parser.add_argument("--drain-timeout", type=float, default=180.0)
     parser.add_argument("--out", type=Path, default=REPO / "out" / "bench-e2e")
+    parser.add_argument(
+        "--pollers", type=int, default=None, help="concurrent act_on_alert batches (default: the stack's)"
+    )
+    parser.add_argument(
+        "--aws-schedule",
+        action="store_true",
+        help="score_and_alert on its template schedule, as on AWS (default: back to back, as the stack)",
+    )
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
 
@@ -109,7 +118,10 @@ def main() -> int:
             ceiling = raw_put_rate(seeded.world, args.raw_records)
         console.print(f"raw PutRecords rate of the local stream: {ceiling:,.0f} records/s")
         dispatch = AlertDispatch()
-        stack.start_scheduler(run_now=("score_and_alert",), on_sqs_batch=dispatch.on_alerts)
+        scheduling: dict[str, object] = {"back_to_back": ()} if args.aws_schedule else {}
+        if args.pollers:
+            scheduling["queue_pollers"] = args.pollers
+        stack.start_scheduler(run_now=("score_and_alert",), on_sqs_batch=dispatch.on_alerts, **scheduling)
         live = LiveSimulator(seeded.world, after=seeded.history)
         for rate in rates:
             with console.status(f"{rate:,.0f} tx/s for {args.seconds:g} s, then drain..."):

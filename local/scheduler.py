@@ -2,9 +2,13 @@
 
 - Every function with a schedule in template.yaml is invoked on that schedule, with the event from
   `events/` (or the schedule's Input); one invocation at a time per function, as reserved
-  concurrency 1 gives on AWS.
+  concurrency 1 gives on AWS. Functions named in `back_to_back` are invoked again as soon as the
+  previous invocation returns: score_and_alert cycles until 10 s before its 60 s timeout, so on its
+  one-minute schedule nothing scores for ~10 s of every minute, which locally would be most of the
+  alert latency's tail.
 - Every function with an SQS event source gets the queue's messages as an SQS event batch (the
-  Lambda event shape); messages are deleted only when the invocation succeeds, and with
+  Lambda event shape) from `queue_pollers` concurrent pollers (Lambda's event source mapping runs
+  several batches at once); messages are deleted only when the invocation succeeds, and with
   ReportBatchItemFailures only the failed ones stay, so retries and the DLQ redrive work as on AWS.
 """
 
@@ -77,6 +81,8 @@ class Scheduler:
     run_now: tuple[str, ...] = ()  # function dir names invoked at start rather than after one period
     only: tuple[str, ...] | None = None  # restrict to these function dir names
     on_sqs_batch: Callable[[FunctionSpec, list[dict[str, Any]]], None] | None = None
+    back_to_back: tuple[str, ...] = ()  # scheduled function dir names re-invoked as soon as they return
+    queue_pollers: int | None = None  # concurrent batches per SQS-triggered function (default: the spec's)
     stats: dict[str, FunctionStats] = field(default_factory=dict)
     stop_event: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -90,7 +96,7 @@ class Scheduler:
             for schedule in spec.schedules:
                 self._spawn(self._schedule_loop, spec, schedule.period_s, schedule.event)
             if spec.queue_arn:
-                for _ in range(spec.queue_concurrency):
+                for _ in range(self.queue_pollers or spec.queue_concurrency):
                     self._spawn(self._queue_loop, spec)
 
     def _spawn(self, target: Callable[..., None], *args: Any) -> None:
@@ -127,7 +133,10 @@ class Scheduler:
             try:
                 self.invoke(spec, scheduled_event(spec, schedule_input))
             except Exception:
-                pass  # counted in stats; the next tick runs again
+                pass  # counted in stats; the next tick runs again (a failing one not back to back)
+            else:
+                if spec.dir_name in self.back_to_back:
+                    next_run = time.monotonic()
             next_run = max(next_run, time.monotonic())
 
     def _queue_loop(self, spec: FunctionSpec) -> None:

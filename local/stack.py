@@ -40,6 +40,9 @@ MOTO_SERVICES = ("KINESIS", "S3", "SNS", "SQS", "DYNAMODB")
 # Lambda-side switches: no X-Ray daemon locally; the rest comes from the template.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 LOCAL_FUNCTION_ENV = {"POWERTOOLS_TRACE_DISABLED": "true"}
+# How the local scheduler differs from AWS's (see local.scheduler): score_and_alert back to back, not
+# idle for the last ~10 s of each minute; several act_on_alert batches at once, as Lambda's SQS poller.
+LOCAL_SCHEDULING: dict[str, Any] = {"back_to_back": ("score_and_alert",), "queue_pollers": 4}
 LOCK_FILE = "stack.pid"
 WAREHOUSE_FILE = "warehouse.duckdb"
 
@@ -112,7 +115,8 @@ class Stack:
     def start_scheduler(self, run_now: tuple[str, ...] = (), **kwargs: Any) -> Any:
         from local.scheduler import Scheduler
 
-        self.scheduler = Scheduler(self.resources, region=REGION, run_now=run_now, **kwargs)
+        settings = {**LOCAL_SCHEDULING, **kwargs}
+        self.scheduler = Scheduler(self.resources, region=REGION, run_now=run_now, **settings)
         self.scheduler.start()
         return self.scheduler
 

@@ -218,6 +218,59 @@ def test_scheduled_function_runs_with_its_input_and_stops_promptly(
     assert not (tmp_path / "data" / LOCK_FILE).exists()
 
 
+QUICK_TICK_HANDLER = """
+import threading, time
+CALLS = []
+def lambda_handler(event, context):
+    CALLS.append(time.monotonic())
+    if len(CALLS) == 2:
+        raise RuntimeError("a failed invocation waits for the next tick")
+    return {}
+"""
+
+SLOW_ACT_HANDLER = """
+import threading, time
+ACTIVE, PEAK, LOCK = [0], [0], threading.Lock()
+def lambda_handler(event, context):
+    with LOCK:
+        ACTIVE[0] += 1
+        PEAK[0] = max(PEAK[0], ACTIVE[0])
+    time.sleep(0.3)
+    with LOCK:
+        ACTIVE[0] -= 1
+    return {"batchItemFailures": []}
+"""
+
+
+def test_back_to_back_function_and_concurrent_queue_pollers(tmp_path: Path, mini_template: Path) -> None:
+    """back_to_back re-invokes at once after a success (not after a failure, which waits for its tick);
+    queue_pollers hand out that many SQS batches at once."""
+    (mini_template.parent / "fn" / "tick" / "app.py").write_text(textwrap.dedent(QUICK_TICK_HANDLER))
+    (mini_template.parent / "fn" / "act" / "app.py").write_text(textwrap.dedent(SLOW_ACT_HANDLER))
+    options = StackOptions(
+        data_dir=tmp_path / "data", template=mini_template, apply_migrations=False, scheduler=False
+    )
+    with Stack(options) as stack:
+        topic = next(iter(stack.resources.topics.values()))
+        sns = boto3.client("sns")
+        for i in range(30):  # queued before the pollers start, so batches are there for all three
+            sns.publish(
+                TopicArn=topic,
+                Message=f"a{i}",
+                MessageAttributes={"kind": {"DataType": "String", "StringValue": "alert"}},
+            )
+        stack.start_scheduler(run_now=("tick",), back_to_back=("tick",), queue_pollers=3)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and stack.scheduler.stats["act"].messages_deleted < 30:
+            time.sleep(0.1)
+        tick, act = sys.modules["lambda_TickFunction"], sys.modules["lambda_ActFunction"]
+        calls = list(tick.CALLS)
+        assert stack.scheduler.stats["act"].messages_deleted == 30
+    assert act.PEAK[0] == 3  # three batches in flight at once, never more
+    # run at start, again at once, then it failed: the next run waits for the 1-minute schedule
+    assert len(calls) == 2 and calls[1] - calls[0] < 1
+
+
 def test_data_directory_from_an_earlier_run_is_refused_then_wiped_with_fresh(
     tmp_path: Path, mini_template: Path
 ) -> None:
