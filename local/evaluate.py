@@ -12,13 +12,16 @@ Test sets follow the handbook: a card that had a known fraud (in the training pe
 delay period up to the day before each test day) is dropped from that test day.
 Metrics: AUC ROC, Average Precision, Card Precision@100 (per day, the 100 cards with the highest
 score among cards not already detected on an earlier test day; mean over days).
-The training window is the product's choice (`--train-days`, default 7 like the book).
+The training window is the product's choice (`--train-days`, default 7 like the book); the
+hyperparameters are the product's: the HYPERPARAMETERS clause of sql/queries/create_model.sql (all
+inputs) or create_model_handbook.sql (the handbook's 15), so a change there is what gets measured.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -50,6 +53,9 @@ MODEL_INPUTS = {
     "handbook": ("TX_AMOUNT", *HANDBOOK_FEATURES),
     "all": ("TX_AMOUNT", *HANDBOOK_FEATURES, *EXTRA_FEATURES),
 }
+# The product's CREATE MODEL query for each input set (sql/queries/<name>.sql).
+PRODUCT_MODEL_QUERY = {"handbook": "create_model_handbook", "all": "create_model"}
+_HYPERPARAMETERS = re.compile(r"HYPERPARAMETERS\s+DEFAULT(?:\s+EXCEPT\s*\([^)]*\))?", re.IGNORECASE)
 
 
 class EvaluationError(RuntimeError):
@@ -132,7 +138,25 @@ def metrics(scored: pd.DataFrame, k: int = 100) -> dict[str, float]:
     }
 
 
-def train_model(engine: Engine, name: str, fold: Fold, inputs: Sequence[str], timeout_s: float) -> None:
+def product_hyperparameters(features: str, sql_directory: Path | None = None) -> str:
+    """The HYPERPARAMETERS clause of the product's CREATE MODEL for an input set ("handbook" or "all")."""
+    from fraud_common.sqlfiles import sql_dir
+
+    path = (sql_directory or sql_dir()) / "queries" / f"{PRODUCT_MODEL_QUERY[features]}.sql"
+    found = _HYPERPARAMETERS.findall(path.read_text(encoding="utf-8"))
+    if len(found) != 1:
+        raise EvaluationError(f"{path}: expected one HYPERPARAMETERS clause, found {len(found)}")
+    return " ".join(found[0].split())
+
+
+def train_model(
+    engine: Engine,
+    name: str,
+    fold: Fold,
+    inputs: Sequence[str],
+    timeout_s: float,
+    hyperparameters: str = "HYPERPARAMETERS DEFAULT",
+) -> None:
     """CREATE MODEL on the fold's training window and wait until it is READY."""
     columns = ", ".join(c.lower() for c in inputs)
     engine.execute(
@@ -146,7 +170,7 @@ def train_model(engine: Engine, name: str, fold: Fold, inputs: Sequence[str], ti
         MODEL_TYPE XGBOOST
         OBJECTIVE 'reg:logistic'
         PREPROCESSORS 'none'
-        HYPERPARAMETERS DEFAULT EXCEPT (NUM_ROUND '200', MAX_DEPTH '6', ETA '0.1')
+        {hyperparameters}
         SETTINGS (S3_BUCKET 'evaluation', MAX_CELLS 100000000, MAX_RUNTIME 3600)"""
     )
     deadline = time.monotonic() + timeout_s
@@ -181,13 +205,18 @@ def score_period(engine: Engine, name: str, fold: Fold, inputs: Sequence[str]) -
 
 
 def evaluate(
-    engine: Engine, protocol: str, inputs: Sequence[str], train_days: int, timeout_s: float = 900
+    engine: Engine,
+    protocol: str,
+    inputs: Sequence[str],
+    train_days: int,
+    timeout_s: float = 3600,
+    hyperparameters: str = "HYPERPARAMETERS DEFAULT",
 ) -> list[dict[str, float]]:
     results = []
     for i, fold in enumerate(folds(protocol, train_days)):
         name = f"eval_{protocol}_{len(inputs)}_{train_days}d_fold{i}"
         started = time.perf_counter()
-        train_model(engine, name, fold, inputs, timeout_s)
+        train_model(engine, name, fold, inputs, timeout_s, hyperparameters)
         period = score_period(engine, name, fold, inputs)
         test = handbook_test_set(period, fold)
         if test.empty or test["TX_FRAUD"].nunique() < 2:
@@ -230,6 +259,11 @@ def run(args: argparse.Namespace) -> int:
         print("error: --train-days must be at least 1", file=sys.stderr)
         return 2
     inputs = MODEL_INPUTS[args.features]
+    try:
+        hyperparameters = product_hyperparameters(args.features)
+    except (OSError, EvaluationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     with tempfile.TemporaryDirectory() as tmp:
         engine = Engine(args.database or Path(tmp) / "evaluate.duckdb", auto_refresh_interval=None)
         try:
@@ -241,12 +275,15 @@ def run(args: argparse.Namespace) -> int:
                 started = time.perf_counter()
                 compute_history_features(engine)
                 print(f"{loaded:,} transactions featurised in {time.perf_counter() - started:.1f} s")
-            results = evaluate(engine, args.protocol, inputs, args.train_days)
+            results = evaluate(
+                engine, args.protocol, inputs, args.train_days, hyperparameters=hyperparameters
+            )
         except (HistoryFileError, RedshiftError, EvaluationError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         finally:
             engine.close()
+    print(f"model: {hyperparameters} (sql/queries/{PRODUCT_MODEL_QUERY[args.features]}.sql)")
     print_results(args.protocol, args.features, args.train_days, results)
     return 0
 

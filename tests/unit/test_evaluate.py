@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pandas as pd
 import pytest
+from fraud_common.sqlfiles import sql_dir
 
-from local.evaluate import Fold, card_precision_at_k, folds, handbook_test_set
+from local.evaluate import (
+    PRODUCT_MODEL_QUERY,
+    EvaluationError,
+    Fold,
+    card_precision_at_k,
+    folds,
+    handbook_test_set,
+    product_hyperparameters,
+)
+from local.redshift.ml.statements import CreateModel, parse
 
 pytestmark = pytest.mark.unit
 
@@ -76,3 +87,37 @@ def test_card_precision_at_k_counts_cards_once_and_drops_detected_cards() -> Non
     assert card_precision_at_k(data, k=1) == pytest.approx(1.0)
     # k=3: day 1 -> cards 1, 2, 3: 2 frauds / 3; day 2 without cards 1 and 3 -> card 2: 0 / 3
     assert card_precision_at_k(data, k=3) == pytest.approx((2 / 3 + 0) / 2)
+
+
+@pytest.mark.parametrize("features", sorted(PRODUCT_MODEL_QUERY))
+def test_evaluation_trains_with_the_product_hyperparameters(features: str) -> None:
+    clause = product_hyperparameters(features)
+    product = (sql_dir() / "queries" / f"{PRODUCT_MODEL_QUERY[features]}.sql").read_text()
+    statement = parse(
+        "CREATE MODEL m FROM t TARGET y FUNCTION f IAM_ROLE default AUTO OFF MODEL_TYPE XGBOOST "
+        f"OBJECTIVE 'reg:logistic' PREPROCESSORS 'none' {clause} SETTINGS (S3_BUCKET 'b')"
+    )
+    assert isinstance(statement, CreateModel)
+    assert statement.hyperparameters, "the product sets hyperparameters; the clause must carry them"
+    for key, value in statement.hyperparameters.items():
+        assert f"{key} '{value}'" in product
+
+
+def test_product_hyperparameters_needs_exactly_one_clause(tmp_path: Path) -> None:
+    (tmp_path / "queries").mkdir()
+    query = tmp_path / "queries" / "create_model.sql"
+    query.write_text("CREATE MODEL m FROM t TARGET y FUNCTION f IAM_ROLE default SETTINGS (S3_BUCKET 'b')")
+    with pytest.raises(EvaluationError, match="found 0"):
+        product_hyperparameters("all", tmp_path)
+    query.write_text("HYPERPARAMETERS DEFAULT\nHYPERPARAMETERS DEFAULT EXCEPT (NUM_ROUND '5')")
+    with pytest.raises(EvaluationError, match="found 2"):
+        product_hyperparameters("all", tmp_path)
+    query.write_text(
+        "HYPERPARAMETERS DEFAULT EXCEPT (NUM_ROUND '5',\n    MAX_DEPTH '3')\nSETTINGS (S3_BUCKET 'b')"
+    )
+    assert (
+        product_hyperparameters("all", tmp_path)
+        == "HYPERPARAMETERS DEFAULT EXCEPT (NUM_ROUND '5', MAX_DEPTH '3')"
+    )
+    with pytest.raises(FileNotFoundError):
+        product_hyperparameters("handbook", tmp_path)
