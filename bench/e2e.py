@@ -145,6 +145,7 @@ def main() -> int:
                     "alerts": len(m.first_deliveries()),
                     "drain": run.total_s - run.stream_s,
                     "drained": run.drained,
+                    "stages": m.stage_percentiles(),
                 }
             )
             console.print(f"{rate:,.0f} tx/s done: {m.one_line()}")
@@ -169,6 +170,16 @@ def main() -> int:
     lines.append(
         "(tx/s; ingested/scored = count / seconds until the warehouse held it all; lag while streaming)"
     )
+    from local.monitor import STAGES
+
+    lines.append("alert latency by stage, p50 / p99 s: " + ", ".join(STAGES))
+    for r in rows:
+        stages = [r["stages"].get(stage) for stage in STAGES]
+        cells = [
+            f"{p50:.2f} / {p99:.2f}" if p50 is not None else "n/a"
+            for p50, p99 in (s or (None, None) for s in stages)
+        ]
+        lines.append(f"{fmt(r['rate']):>7}  " + "  ".join(f"{c:>14}" for c in cells))
     print("\n".join(lines), flush=True)
     return 0 if all(r["drained"] for r in rows) else 1
 

@@ -38,6 +38,17 @@ class AlertSeen:
     score: float | None
     reasons: str
     fraud: int | None  # ground truth, None if the transaction was not produced by this run
+    stages_ms: dict[str, int] = field(default_factory=dict)  # stage -> ms it took (see STAGES)
+
+
+# Where an alert's latency goes, from the timestamps the alert carries (warehouse clock, UTC):
+# stage -> (start field, end field); "consumed" is the moment act_on_alert is handed the alert.
+STAGES = {
+    "to stream": ("produced_at", "arrived_at"),  # producer batching, PutRecords
+    "to scored": ("arrived_at", "scored_at"),  # MV refresh, wait for the scoring cycle
+    "to published": ("scored_at", "published_at"),  # scoring statement, outbox, PublishBatch
+    "to consumer": ("published_at", "consumed"),  # SNS -> SQS -> a free poller
+}
 
 
 @dataclass
@@ -100,6 +111,7 @@ class Monitor:
                     score=_float(alert.get("score")),
                     reasons=str(alert.get("reasons") or ""),
                     fraud=self.truth.get(tx_id),
+                    stages_ms=_stages_ms(alert, now_ms),
                 )
                 self.alerts.append(seen)
                 self.latest.appendleft(seen)
@@ -169,6 +181,17 @@ class Monitor:
         p50, p99 = np.percentile(np.array(latencies, dtype=float), [50, 99])
         return float(p50) / 1000, float(p99) / 1000
 
+    def stage_percentiles(self) -> dict[str, tuple[float, float]]:
+        """Seconds each stage of the alert path took (p50, p99), over the alerts that carry them."""
+        out = {}
+        alerts = self.first_deliveries()
+        for stage in STAGES:
+            values = [a.stages_ms[stage] for a in alerts if stage in a.stages_ms]
+            if values:
+                p50, p99 = np.percentile(np.array(values, dtype=float), [50, 99])
+                out[stage] = (float(p50) / 1000, float(p99) / 1000)
+        return out
+
     def precision_recall(self) -> tuple[float | None, float | None]:
         """Alerts against the simulator's ground truth; frauds still in flight count as missed."""
         alerted = [a for a in self.first_deliveries() if a.fraud is not None]
@@ -197,6 +220,31 @@ class Monitor:
             f"alerts {prog.alerts_sent:,} sent / {len(self.first_deliveries()):,} consumed, "
             f"lag {_seconds(prog.ingestion_lag_s)}, latency p50 {_seconds(p50)} p99 {_seconds(p99)}"
         )
+
+
+def _epoch_ms(value: Any) -> int | None:
+    """An alert timestamp (epoch ms, or ISO text, UTC when naive) in epoch ms; None if absent or invalid."""
+    from datetime import UTC, datetime
+
+    if isinstance(value, int | float):
+        return int(value)
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _stages_ms(alert: dict[str, Any], consumed_ms: int) -> dict[str, int]:
+    moments = {name: _epoch_ms(alert.get(name)) for name in ("produced_at", "arrived_at", "scored_at")}
+    moments.update(published_at=_epoch_ms(alert.get("published_at")), consumed=consumed_ms)
+    return {
+        stage: moments[end] - moments[start]  # type: ignore[operator]
+        for stage, (start, end) in STAGES.items()
+        if moments.get(start) is not None and moments.get(end) is not None
+    }
 
 
 def _float(value: Any) -> float | None:

@@ -1,4 +1,5 @@
-"""fraud_common.alerts and training: per-entry SNS failures (Stubber), message attributes, promotion rule."""
+"""fraud_common.alerts, actions and training: per-entry SNS failures (Stubber), message attributes,
+batch card locks exactly once per alerted transaction (moto), promotion rule."""
 
 from __future__ import annotations
 
@@ -6,10 +7,14 @@ import json
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
+from fraud_common import actions
+from fraud_common.actions import lock_cards
 from fraud_common.alerts import message_attributes, publish_batch
-from fraud_common.settings import SqlSettings
+from fraud_common.settings import ActionSettings, SqlSettings
 from fraud_common.training import ModelStatus, not_worse, version_names
+from moto import mock_aws
 
 pytestmark = pytest.mark.unit
 
@@ -105,3 +110,78 @@ def test_age_of_registry_timestamps() -> None:
     assert _age_s("2026-11-29 02:59:30", now) == 30
     assert _age_s("2026-11-29 02:00:00.250000", now) == 3599.75
     assert _age_s(None, now) == float("inf")  # unknown age: no grace
+
+
+# ------------------------------------------------------------------------------------ act_on_alert
+
+
+@pytest.fixture
+def dynamodb(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        client = boto3.resource("dynamodb", region_name="us-east-1").meta.client
+        for name, key in (("cases", "pk"), ("records", "id")):
+            client.create_table(
+                TableName=name,
+                KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        yield client
+
+
+def _alert(tx: int, card: int) -> dict:
+    return {"transaction_id": tx, "customer_id": card, "score": 0.9, "tx_amount": "10.00"}
+
+
+def _items(client, table: str) -> dict[str, dict]:
+    key = "pk" if table == "cases" else "id"
+    return {item[key]: item for item in client.scan(TableName=table)["Items"]}
+
+
+def test_a_batch_locks_each_card_once_per_alerted_transaction(dynamodb) -> None:
+    batch = [_alert(1, 17), _alert(2, 17), _alert(1, 17), _alert(3, 23)]  # tx 1 delivered twice
+    assert lock_cards(dynamodb, "cases", "records", batch, ttl_s=60) == {1, 2, 3}
+    items = _items(dynamodb, "cases")
+    assert {k for k in items if k.startswith("CASE#")} == {"CASE#1", "CASE#2", "CASE#3"}
+    assert items["CARD#17"]["lock_count"] == 2 and items["CARD#17"]["transaction_ids"] == {"1", "2"}
+    assert items["CARD#23"]["lock_count"] == 1 and items["CARD#23"]["locked"] is True
+    records = _items(dynamodb, "records")
+    assert set(records) == {"alert#1", "alert#2", "alert#3"} and records["alert#1"]["expiration"] > 0
+
+
+def test_a_redelivered_alert_changes_nothing_and_the_rest_of_its_batch_is_written(dynamodb) -> None:
+    lock_cards(dynamodb, "cases", "records", [_alert(1, 17)], ttl_s=60)
+    before = _items(dynamodb, "cases")["CASE#1"]
+    recorded = lock_cards(
+        dynamodb, "cases", "records", [_alert(4, 17), _alert(1, 17), _alert(5, 99)], ttl_s=60
+    )
+    assert recorded == {4, 5}
+    items = _items(dynamodb, "cases")
+    assert items["CASE#1"] == before
+    assert items["CARD#17"]["lock_count"] == 2 and items["CARD#17"]["transaction_ids"] == {"1", "4"}
+    assert lock_cards(dynamodb, "cases", "records", [_alert(4, 17), _alert(5, 99)], ttl_s=60) == set()
+    assert _items(dynamodb, "cases")["CARD#17"]["lock_count"] == 2
+
+
+def test_batches_beyond_one_transaction_are_split(dynamodb) -> None:
+    batch = [_alert(tx, tx % 7) for tx in range(actions.ALERTS_PER_TRANSACTION * 2 + 3)]
+    assert lock_cards(dynamodb, "cases", "records", batch, ttl_s=60) == set(range(len(batch)))
+    cards = {k: v for k, v in _items(dynamodb, "cases").items() if k.startswith("CARD#")}
+    assert sum(int(card["lock_count"]) for card in cards.values()) == len(batch)
+
+
+def test_a_failed_transaction_writes_nothing_and_returns_the_whole_batch(dynamodb) -> None:
+    with pytest.raises(ClientError):
+        lock_cards(dynamodb, "cases", "no-such-table", [_alert(1, 17), _alert(2, 23)], ttl_s=60)
+    assert _items(dynamodb, "cases") == {}
+    handler = actions.make_handler(ActionSettings("cases", "no-such-table", 60))
+    records = [
+        {"messageId": "m1", "body": json.dumps(_alert(1, 17))},
+        {"messageId": "m2", "body": "not json"},
+        {"messageId": "m3", "body": json.dumps(_alert(3, 31))},
+    ]
+    assert handler({"Records": records}, None) == {
+        "batchItemFailures": [{"itemIdentifier": m} for m in ("m2", "m1", "m3")]
+    }
+    assert _items(dynamodb, "cases") == {}
