@@ -117,9 +117,14 @@ def test_age_of_registry_timestamps() -> None:
 
 @pytest.fixture
 def dynamodb(monkeypatch):
+    """moto in-process, with tables named "cases" and "records" for this test only."""
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
+        monkeypatch.delenv(name, raising=False)
     with mock_aws():
         client = boto3.resource("dynamodb", region_name="us-east-1").meta.client
+        for name in [t for t in client.list_tables()["TableNames"] if t in ("cases", "records")]:
+            client.delete_table(TableName=name)  # moto's backends outlive a mock_aws in this process
         for name, key in (("cases", "pk"), ("records", "id")):
             client.create_table(
                 TableName=name,

@@ -80,22 +80,33 @@ def score(api: DataApi, sql: SqlSettings, threshold: float) -> tuple[int, int, s
 
 
 def publish_pending(api: DataApi, sns: Any, topic_arn: str, sql: SqlSettings, limit: int) -> tuple[int, int]:
-    """Publish the outbox's pending alerts in batches of ten; (published, failed)."""
+    """Publish the outbox's pending alerts in batches of ten; (published, failed).
+
+    Each batch SNS accepted is marked sent by one statement, which the warehouse runs while the next
+    batch is published (and is waited for before that batch is marked): a mark never precedes its
+    batch's acceptance, and a crash re-publishes at most the two batches around it."""
     pending = queries.run(api, "pending_alerts", sql.placeholders(), {"limit": limit}).rows
+    mark_sql = queries.load("mark_alert_sent", sql.placeholders())
     published = failed = 0
+    marking: str | None = None  # the previous batch's mark_alert_sent, still running
     for start in range(0, len(pending), SNS_BATCH):
         accepted, rejected = publish_batch(sns, topic_arn, pending[start : start + SNS_BATCH])
+        if marking is not None:
+            api.wait(marking, mark_sql)
+            marking = None
         if accepted:
-            mark_sent(api, sql, accepted)
+            marking = api.submit(mark_sql, mark_sent_parameters(accepted), name="query mark_alert_sent")
         published += len(accepted)
         failed += rejected
+    if marking is not None:
+        api.wait(marking, mark_sql)
     return published, failed
 
 
-def mark_sent(api: DataApi, sql: SqlSettings, accepted: Sequence[tuple[Any, str]]) -> int:
-    """Take SNS-accepted alerts out of the outbox in one statement; returns the rows updated."""
-    message_ids = json.dumps({str(transaction_id): message_id for transaction_id, message_id in accepted})
-    return queries.run(api, "mark_alert_sent", sql.placeholders(), {"message_ids": message_ids}).rows_affected
+def mark_sent_parameters(accepted: Sequence[tuple[Any, str]]) -> dict[str, str]:
+    """mark_alert_sent's parameter: the SNS-accepted alerts, transaction id -> message id, as JSON (one
+    statement takes a whole batch out of the outbox)."""
+    return {"message_ids": json.dumps({str(tx): message_id for tx, message_id in accepted})}
 
 
 def publish_batch(
