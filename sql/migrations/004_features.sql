@@ -152,194 +152,180 @@ WHERE s.refresh_time >= (SELECT COALESCE(MAX(stream_refresh_time), '1900-01-01':
 -- (t - 7 - n days, t - 7 days] skip the label delay. Baseline: the card's spending over
 -- (t - 30 days, t - 14 days], before any current compromise (one lasts up to 14 days).
 --
--- How: a window is a difference of running sums (ROWS UNBOUNDED PRECEDING over a card's, or a
--- terminal's, rows in time order), read at t and at the window's lower bound t - n days. Among the
--- transactions, each day of the scope has a start-of-day row (second -1) that carries the sums of the
--- days before. The bound falls on day D - n at t's second of the day, so the sums there are those of
--- the one row of that card-day whose [moment, next row's moment) holds the bound: an equality join on
--- (card, day), checked against the few rows of that day. One sort per side, no RANGE frame, no range
--- self-join. Ties keep the handbook's (pandas') order: rows at the same second count up to the
--- transaction itself (by transaction_id); a lower bound excludes every row at its second.
--- A moment is one sortable number: day number * 100000 + second of the day (0 .. 86399).
+-- How: each card's (terminal's) transactions are numbered in time order with running sums
+-- (ROWS UNBOUNDED PRECEDING). A window's lower bound t - n days is a "probe" sorted among the
+-- transactions (after every transaction of its second); the last transaction before it carries the
+-- running count and sums there (LAST_VALUE ... IGNORE NULLS over the probes' partition: no join back,
+-- and no running SUM over the probes, which DuckDB computes far more slowly than LAST_VALUE).
+-- A window is then a difference of running sums: O(N log N), no range self-join, no RANGE frame.
+-- (Measured dead end: start-of-day rows with an equality join on (card, day) per bound halved the
+-- full-history time but doubled a scoring pass: bench/features.py and bench/scoring.py.)
 CREATE OR REPLACE VIEW tx_features AS
 WITH targets AS (
     SELECT transaction_id, tx_datetime, customer_id, terminal_id, tx_amount, tx_fraud, source,
-           produced_at, arrived_at, stream_refresh_time,
-           DATEDIFF(day, '1900-01-01'::timestamp, tx_datetime) AS day_number,
-           DATEDIFF(day, '1900-01-01'::timestamp, tx_datetime) * 100000
-               + DATEDIFF(second, DATE_TRUNC('day', tx_datetime), tx_datetime) AS moment
+           produced_at, arrived_at, stream_refresh_time
     FROM feature_targets
 ),
-digits AS (
-    SELECT 0 AS digit UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4
-    UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9
-),
--- 0 .. 9999: the days of a scope (27 years)
-day_offsets AS (
-    SELECT a.digit + 10 * b.digit + 100 * c.digit + 1000 * d.digit AS day_offset
-    FROM digits a CROSS JOIN digits b CROSS JOIN digits c CROSS JOIN digits d
-),
 customer_scope AS (
-    SELECT customer_id, DATEADD(day, -30, MIN(tx_datetime)) AS since, MAX(tx_datetime) AS until,
-           DATEDIFF(day, '1900-01-01'::timestamp, DATEADD(day, -30, MIN(tx_datetime))) AS first_day
+    SELECT customer_id, DATEADD(day, -30, MIN(tx_datetime)) AS since, MAX(tx_datetime) AS until
     FROM targets
     GROUP BY customer_id
 ),
-customer_rows AS (
-    SELECT s.customer_id, s.first_day, s.first_day + o.day_offset AS day_number,
-           (s.first_day + o.day_offset) * 100000 - 1 AS moment, NULL::bigint AS transaction_id,
-           NULL::float8 AS amount
-    FROM customer_scope s
-    JOIN day_offsets o ON o.day_offset <= DATEDIFF(day, s.since, s.until)
-    UNION ALL
-    SELECT e.customer_id, s.first_day, DATEDIFF(day, '1900-01-01'::timestamp, e.tx_datetime),
-           DATEDIFF(day, '1900-01-01'::timestamp, e.tx_datetime) * 100000
-               + DATEDIFF(second, DATE_TRUNC('day', e.tx_datetime), e.tx_datetime),
-           e.transaction_id, e.tx_amount::float8
+customer_events AS (
+    SELECT e.customer_id, e.transaction_id, e.tx_datetime,
+           ROW_NUMBER() OVER (PARTITION BY e.customer_id ORDER BY e.tx_datetime, e.transaction_id) AS position,
+           SUM(e.tx_amount::float8) OVER (PARTITION BY e.customer_id ORDER BY e.tx_datetime, e.transaction_id
+                                          ROWS UNBOUNDED PRECEDING) AS amount_so_far
     FROM tx_events e
     JOIN customer_scope s ON s.customer_id = e.customer_id AND e.tx_datetime > s.since AND e.tx_datetime <= s.until
 ),
--- position: the card's transactions so far (the row number minus the start-of-day rows so far)
-customer_points AS (
-    SELECT customer_id::bigint * 100000 + day_number AS customer_day, transaction_id, moment,
-           COALESCE(LEAD(moment) OVER (PARTITION BY customer_id ORDER BY moment, transaction_id),
-                    moment + 100000) AS next_moment,
-           ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY moment, transaction_id)
-               - (day_number - first_day + 1) AS position,
-           COALESCE(SUM(amount) OVER (PARTITION BY customer_id ORDER BY moment, transaction_id
-                                      ROWS UNBOUNDED PRECEDING), 0) AS amount_so_far
-    FROM customer_rows
+-- each window bound (t - n days) sorted among the card's transactions (after those of its second):
+-- the last transaction before it gives the running count and amount there
+customer_probes AS (
+    SELECT customer_id, target_id, days_back,
+           COALESCE(LAST_VALUE(position IGNORE NULLS) OVER (PARTITION BY customer_id
+                                                           ORDER BY point_at, is_probe, position
+                                                           ROWS UNBOUNDED PRECEDING), 0) AS position,
+           COALESCE(LAST_VALUE(amount_so_far IGNORE NULLS) OVER (PARTITION BY customer_id
+                                                                ORDER BY point_at, is_probe, position
+                                                                ROWS UNBOUNDED PRECEDING), 0) AS amount_so_far
+    FROM (
+        SELECT customer_id, tx_datetime AS point_at, 0 AS is_probe, NULL::bigint AS target_id,
+               NULL::integer AS days_back, position, amount_so_far
+        FROM customer_events
+        UNION ALL
+        SELECT t.customer_id, DATEADD(day, -w.days_back, t.tx_datetime), 1, t.transaction_id, w.days_back,
+               NULL::bigint, NULL::float8
+        FROM targets t
+        CROSS JOIN (SELECT 1 AS days_back UNION ALL SELECT 7 UNION ALL SELECT 14 UNION ALL SELECT 30) w
+    ) points
+),
+customer_bounds AS (
+    SELECT target_id AS transaction_id,
+           MAX(CASE WHEN days_back = 1 THEN position END) AS position_1,
+           MAX(CASE WHEN days_back = 7 THEN position END) AS position_7,
+           MAX(CASE WHEN days_back = 14 THEN position END) AS position_14,
+           MAX(CASE WHEN days_back = 30 THEN position END) AS position_30,
+           MAX(CASE WHEN days_back = 1 THEN amount_so_far END) AS amount_1,
+           MAX(CASE WHEN days_back = 7 THEN amount_so_far END) AS amount_7,
+           MAX(CASE WHEN days_back = 14 THEN amount_so_far END) AS amount_14,
+           MAX(CASE WHEN days_back = 30 THEN amount_so_far END) AS amount_30
+    FROM customer_probes
+    WHERE target_id IS NOT NULL
+    GROUP BY target_id
+),
+customer_windows AS (
+    SELECT b.transaction_id,
+           e.position - b.position_1 AS nb_1, e.amount_so_far - b.amount_1 AS amount_1,
+           e.position - b.position_7 AS nb_7, e.amount_so_far - b.amount_7 AS amount_7,
+           e.position - b.position_14 AS nb_14, e.amount_so_far - b.amount_14 AS amount_14,
+           e.position - b.position_30 AS nb_30, e.amount_so_far - b.amount_30 AS amount_30
+    FROM customer_bounds b
+    JOIN customer_events e ON e.transaction_id = b.transaction_id
 ),
 terminal_scope AS (
-    SELECT terminal_id, DATEADD(day, -37, MIN(tx_datetime)) AS since, DATEADD(day, -7, MAX(tx_datetime)) AS until,
-           DATEDIFF(day, '1900-01-01'::timestamp, DATEADD(day, -37, MIN(tx_datetime))) AS first_day
+    SELECT terminal_id, DATEADD(day, -37, MIN(tx_datetime)) AS since, DATEADD(day, -7, MAX(tx_datetime)) AS until
     FROM targets
     GROUP BY terminal_id
 ),
-terminal_rows AS (
-    SELECT s.terminal_id, s.first_day, s.first_day + o.day_offset AS day_number,
-           (s.first_day + o.day_offset) * 100000 - 1 AS moment, NULL::bigint AS transaction_id,
-           NULL::timestamp AS tx_datetime, NULL::integer AS fraud
-    FROM terminal_scope s
-    JOIN day_offsets o ON o.day_offset <= DATEDIFF(day, s.since, s.until)
-    UNION ALL
-    SELECT e.terminal_id, s.first_day, DATEDIFF(day, '1900-01-01'::timestamp, e.tx_datetime),
-           DATEDIFF(day, '1900-01-01'::timestamp, e.tx_datetime) * 100000
-               + DATEDIFF(second, DATE_TRUNC('day', e.tx_datetime), e.tx_datetime),
-           e.transaction_id, e.tx_datetime, COALESCE(e.tx_fraud, 0)
+terminal_events AS (
+    SELECT e.terminal_id, e.tx_datetime, COALESCE(e.tx_fraud, 0) AS fraud,
+           ROW_NUMBER() OVER (PARTITION BY e.terminal_id ORDER BY e.tx_datetime, e.transaction_id) AS position,
+           SUM(COALESCE(e.tx_fraud, 0)) OVER (PARTITION BY e.terminal_id ORDER BY e.tx_datetime, e.transaction_id
+                                              ROWS UNBOUNDED PRECEDING) AS frauds_so_far
     FROM tx_events e
     JOIN terminal_scope s ON s.terminal_id = e.terminal_id AND e.tx_datetime > s.since AND e.tx_datetime <= s.until
 ),
-terminal_points AS (
-    SELECT terminal_id, terminal_id::bigint * 100000 + day_number AS terminal_day, moment, tx_datetime, fraud,
-           COALESCE(LEAD(moment) OVER (PARTITION BY terminal_id ORDER BY moment, transaction_id),
-                    moment + 100000) AS next_moment,
-           ROW_NUMBER() OVER (PARTITION BY terminal_id ORDER BY moment, transaction_id)
-               - (day_number - first_day + 1) AS position,
-           COALESCE(SUM(fraud) OVER (PARTITION BY terminal_id ORDER BY moment, transaction_id
-                                     ROWS UNBOUNDED PRECEDING), 0) AS frauds_so_far
-    FROM terminal_rows
+terminal_probes AS (
+    SELECT terminal_id, target_id, days_back,
+           COALESCE(LAST_VALUE(position IGNORE NULLS) OVER (PARTITION BY terminal_id
+                                                           ORDER BY point_at, is_probe, position
+                                                           ROWS UNBOUNDED PRECEDING), 0) AS position,
+           COALESCE(LAST_VALUE(frauds_so_far IGNORE NULLS) OVER (PARTITION BY terminal_id
+                                                                ORDER BY point_at, is_probe, position
+                                                                ROWS UNBOUNDED PRECEDING), 0) AS frauds_so_far
+    FROM (
+        SELECT terminal_id, tx_datetime AS point_at, 0 AS is_probe, NULL::bigint AS target_id,
+               NULL::integer AS days_back, position, frauds_so_far
+        FROM terminal_events
+        UNION ALL
+        SELECT t.terminal_id, DATEADD(day, -w.days_back, t.tx_datetime), 1, t.transaction_id, w.days_back,
+               NULL::bigint, NULL::bigint
+        FROM targets t
+        CROSS JOIN (SELECT 7 AS days_back UNION ALL SELECT 8 UNION ALL SELECT 14 UNION ALL SELECT 37) w
+    ) points
 ),
--- the running sums at t and at each window's lower bound (n days back: moment - n * 100000), narrow
--- so the chain of joins carries little
-bounds AS (
-    SELECT t.transaction_id,
-           c0.position AS position_0, c0.amount_so_far AS amount_0,
-           c1.position AS position_1, c1.amount_so_far AS amount_1,
-           c7.position AS position_7, c7.amount_so_far AS amount_7,
-           c14.position AS position_14, c14.amount_so_far AS amount_14,
-           c30.position AS position_30, c30.amount_so_far AS amount_30,
-           m7.position AS terminal_position_7, m8.position AS terminal_position_8,
-           m14.position AS terminal_position_14, m37.position AS terminal_position_37,
-           m7.frauds_so_far AS frauds_7, m8.frauds_so_far AS frauds_8, m14.frauds_so_far AS frauds_14,
-           m37.frauds_so_far AS frauds_37
-    FROM targets t
-    JOIN customer_points c0 ON c0.transaction_id = t.transaction_id
-    JOIN customer_points c1 ON c1.customer_day = t.customer_id::bigint * 100000 + t.day_number - 1
-         AND c1.moment <= t.moment - 100000 AND t.moment - 100000 < c1.next_moment
-    JOIN customer_points c7 ON c7.customer_day = t.customer_id::bigint * 100000 + t.day_number - 7
-         AND c7.moment <= t.moment - 700000 AND t.moment - 700000 < c7.next_moment
-    JOIN customer_points c14 ON c14.customer_day = t.customer_id::bigint * 100000 + t.day_number - 14
-         AND c14.moment <= t.moment - 1400000 AND t.moment - 1400000 < c14.next_moment
-    JOIN customer_points c30 ON c30.customer_day = t.customer_id::bigint * 100000 + t.day_number - 30
-         AND c30.moment <= t.moment - 3000000 AND t.moment - 3000000 < c30.next_moment
-    JOIN terminal_points m7 ON m7.terminal_day = t.terminal_id::bigint * 100000 + t.day_number - 7
-         AND m7.moment <= t.moment - 700000 AND t.moment - 700000 < m7.next_moment
-    JOIN terminal_points m8 ON m8.terminal_day = t.terminal_id::bigint * 100000 + t.day_number - 8
-         AND m8.moment <= t.moment - 800000 AND t.moment - 800000 < m8.next_moment
-    JOIN terminal_points m14 ON m14.terminal_day = t.terminal_id::bigint * 100000 + t.day_number - 14
-         AND m14.moment <= t.moment - 1400000 AND t.moment - 1400000 < m14.next_moment
-    JOIN terminal_points m37 ON m37.terminal_day = t.terminal_id::bigint * 100000 + t.day_number - 37
-         AND m37.moment <= t.moment - 3700000 AND t.moment - 3700000 < m37.next_moment
-),
-windows AS (
-    SELECT t.transaction_id, t.tx_datetime, t.customer_id, t.terminal_id, t.tx_amount, t.tx_fraud, t.source,
-           t.produced_at, t.arrived_at, t.stream_refresh_time,
-           b.position_0 - b.position_1 AS nb_1, b.amount_0 - b.amount_1 AS amount_1,
-           b.position_0 - b.position_7 AS nb_7, b.amount_0 - b.amount_7 AS amount_7,
-           b.position_0 - b.position_14 AS nb_14, b.amount_0 - b.amount_14 AS amount_14,
-           b.position_0 - b.position_30 AS nb_30, b.amount_0 - b.amount_30 AS amount_30,
-           b.terminal_position_7 AS position_7, b.terminal_position_8 AS position_8,
-           b.terminal_position_14 AS position_14, b.terminal_position_37 AS position_37,
-           b.frauds_7, b.frauds_8, b.frauds_14, b.frauds_37
-    FROM targets t
-    JOIN bounds b ON b.transaction_id = t.transaction_id
+terminal_bounds AS (
+    SELECT target_id AS transaction_id, terminal_id,
+           MAX(CASE WHEN days_back = 7 THEN position END) AS position_7,
+           MAX(CASE WHEN days_back = 8 THEN position END) AS position_8,
+           MAX(CASE WHEN days_back = 14 THEN position END) AS position_14,
+           MAX(CASE WHEN days_back = 37 THEN position END) AS position_37,
+           MAX(CASE WHEN days_back = 7 THEN frauds_so_far END) AS frauds_7,
+           MAX(CASE WHEN days_back = 8 THEN frauds_so_far END) AS frauds_8,
+           MAX(CASE WHEN days_back = 14 THEN frauds_so_far END) AS frauds_14,
+           MAX(CASE WHEN days_back = 37 THEN frauds_so_far END) AS frauds_37
+    FROM terminal_probes
+    WHERE target_id IS NOT NULL
+    GROUP BY target_id, terminal_id
 ),
 -- the terminal's known frauds numbered, so a window's first and last fraud are equality joins
 terminal_frauds AS (
     SELECT terminal_id, frauds_so_far AS fraud_number, tx_datetime, position
-    FROM terminal_points
+    FROM terminal_events
     WHERE fraud = 1
 )
-SELECT w.transaction_id, w.tx_datetime, w.customer_id, w.terminal_id, w.tx_amount, w.tx_fraud, w.source,
-       w.produced_at, w.arrived_at, w.stream_refresh_time,
-       CASE WHEN EXTRACT(DOW FROM w.tx_datetime) IN (0, 6) THEN 1 ELSE 0 END AS tx_during_weekend,
-       CASE WHEN EXTRACT(HOUR FROM w.tx_datetime) <= 6 THEN 1 ELSE 0 END AS tx_during_night,
-       w.nb_1::float8 AS customer_id_nb_tx_1day_window,
-       w.amount_1 / w.nb_1 AS customer_id_avg_amount_1day_window,
-       w.nb_7::float8 AS customer_id_nb_tx_7day_window,
-       w.amount_7 / w.nb_7 AS customer_id_avg_amount_7day_window,
-       w.nb_30::float8 AS customer_id_nb_tx_30day_window,
-       w.amount_30 / w.nb_30 AS customer_id_avg_amount_30day_window,
-       (w.position_7 - w.position_8)::float8 AS terminal_id_nb_tx_1day_window,
-       CASE WHEN w.position_7 = w.position_8 THEN 0
-            ELSE (w.frauds_7 - w.frauds_8)::float8 / (w.position_7 - w.position_8) END
+SELECT t.transaction_id, t.tx_datetime, t.customer_id, t.terminal_id, t.tx_amount, t.tx_fraud, t.source,
+       t.produced_at, t.arrived_at, t.stream_refresh_time,
+       CASE WHEN EXTRACT(DOW FROM t.tx_datetime) IN (0, 6) THEN 1 ELSE 0 END AS tx_during_weekend,
+       CASE WHEN EXTRACT(HOUR FROM t.tx_datetime) <= 6 THEN 1 ELSE 0 END AS tx_during_night,
+       c.nb_1::float8 AS customer_id_nb_tx_1day_window,
+       c.amount_1 / c.nb_1 AS customer_id_avg_amount_1day_window,
+       c.nb_7::float8 AS customer_id_nb_tx_7day_window,
+       c.amount_7 / c.nb_7 AS customer_id_avg_amount_7day_window,
+       c.nb_30::float8 AS customer_id_nb_tx_30day_window,
+       c.amount_30 / c.nb_30 AS customer_id_avg_amount_30day_window,
+       (m.position_7 - m.position_8)::float8 AS terminal_id_nb_tx_1day_window,
+       CASE WHEN m.position_7 = m.position_8 THEN 0
+            ELSE (m.frauds_7 - m.frauds_8)::float8 / (m.position_7 - m.position_8) END
            AS terminal_id_risk_1day_window,
-       (w.position_7 - w.position_14)::float8 AS terminal_id_nb_tx_7day_window,
-       CASE WHEN w.position_7 = w.position_14 THEN 0
-            ELSE (w.frauds_7 - w.frauds_14)::float8 / (w.position_7 - w.position_14) END
+       (m.position_7 - m.position_14)::float8 AS terminal_id_nb_tx_7day_window,
+       CASE WHEN m.position_7 = m.position_14 THEN 0
+            ELSE (m.frauds_7 - m.frauds_14)::float8 / (m.position_7 - m.position_14) END
            AS terminal_id_risk_7day_window,
-       (w.position_7 - w.position_37)::float8 AS terminal_id_nb_tx_30day_window,
-       CASE WHEN w.position_7 = w.position_37 THEN 0
-            ELSE (w.frauds_7 - w.frauds_37)::float8 / (w.position_7 - w.position_37) END
+       (m.position_7 - m.position_37)::float8 AS terminal_id_nb_tx_30day_window,
+       CASE WHEN m.position_7 = m.position_37 THEN 0
+            ELSE (m.frauds_7 - m.frauds_37)::float8 / (m.position_7 - m.position_37) END
            AS terminal_id_risk_30day_window,
-       (w.nb_30 - w.nb_14)::float8 AS customer_id_nb_tx_baseline_window,
-       CASE WHEN w.nb_30 = w.nb_14 THEN 0 ELSE (w.amount_30 - w.amount_14) / (w.nb_30 - w.nb_14) END
+       (c.nb_30 - c.nb_14)::float8 AS customer_id_nb_tx_baseline_window,
+       CASE WHEN c.nb_30 = c.nb_14 THEN 0 ELSE (c.amount_30 - c.amount_14) / (c.nb_30 - c.nb_14) END
            AS customer_id_avg_amount_baseline_window,
        -- no baseline yet (a new card): compare with the 30-day mean instead
-       w.tx_amount::float8 / CASE WHEN w.nb_30 = w.nb_14 OR w.amount_30 = w.amount_14 THEN w.amount_30 / w.nb_30
-                                  ELSE (w.amount_30 - w.amount_14) / (w.nb_30 - w.nb_14) END
+       t.tx_amount::float8 / CASE WHEN c.nb_30 = c.nb_14 OR c.amount_30 = c.amount_14 THEN c.amount_30 / c.nb_30
+                                  ELSE (c.amount_30 - c.amount_14) / (c.nb_30 - c.nb_14) END
            AS amount_to_baseline_ratio,
-       CASE WHEN w.nb_30 = w.nb_14 OR w.amount_30 = w.amount_14 THEN 1
-            ELSE (w.amount_14 / w.nb_14) / ((w.amount_30 - w.amount_14) / (w.nb_30 - w.nb_14)) END
+       CASE WHEN c.nb_30 = c.nb_14 OR c.amount_30 = c.amount_14 THEN 1
+            ELSE (c.amount_14 / c.nb_14) / ((c.amount_30 - c.amount_14) / (c.nb_30 - c.nb_14)) END
            AS customer_avg_amount_14day_to_baseline_ratio,
        -- 31: no known fraud at the terminal in its 30-day known window
-       CASE WHEN w.frauds_7 = w.frauds_37 THEN 31
-            ELSE DATEDIFF(second, last_fraud.tx_datetime, DATEADD(day, -7, w.tx_datetime)) / 86400.0 END::float8
+       CASE WHEN m.frauds_7 = m.frauds_37 THEN 31
+            ELSE DATEDIFF(second, last_fraud.tx_datetime, DATEADD(day, -7, t.tx_datetime)) / 86400.0 END::float8
            AS terminal_id_days_since_last_fraud,
-       CASE WHEN w.frauds_7 = w.frauds_37 THEN 31
-            ELSE DATEDIFF(second, first_fraud.tx_datetime, DATEADD(day, -7, w.tx_datetime)) / 86400.0 END::float8
+       CASE WHEN m.frauds_7 = m.frauds_37 THEN 31
+            ELSE DATEDIFF(second, first_fraud.tx_datetime, DATEADD(day, -7, t.tx_datetime)) / 86400.0 END::float8
            AS terminal_id_days_since_first_fraud,
        -- the label of the last known transaction (before the delay): a fraud iff it is the last known fraud
-       CASE WHEN last_fraud.position = w.position_7 THEN 1 ELSE 0 END AS terminal_id_last_known_label,
+       CASE WHEN last_fraud.position = m.position_7 THEN 1 ELSE 0 END AS terminal_id_last_known_label,
        -- share of the terminal's known transactions that were frauds since its first known fraud:
        -- 1 for a compromised terminal (all its transactions are frauds), low for a stray fraud
-       CASE WHEN w.frauds_7 = w.frauds_37 THEN 0
-            ELSE (w.frauds_7 - w.frauds_37)::float8 / (w.position_7 - first_fraud.position + 1) END
+       CASE WHEN m.frauds_7 = m.frauds_37 THEN 0
+            ELSE (m.frauds_7 - m.frauds_37)::float8 / (m.position_7 - first_fraud.position + 1) END
            AS terminal_id_risk_since_first_fraud
-FROM windows w
+FROM targets t
+JOIN customer_windows c ON c.transaction_id = t.transaction_id
+JOIN terminal_bounds m ON m.transaction_id = t.transaction_id
 LEFT JOIN terminal_frauds last_fraud
-    ON last_fraud.terminal_id = w.terminal_id AND last_fraud.fraud_number = w.frauds_7 AND w.frauds_7 > w.frauds_37
+    ON last_fraud.terminal_id = m.terminal_id AND last_fraud.fraud_number = m.frauds_7 AND m.frauds_7 > m.frauds_37
 LEFT JOIN terminal_frauds first_fraud
-    ON first_fraud.terminal_id = w.terminal_id AND first_fraud.fraud_number = w.frauds_37 + 1
-   AND w.frauds_7 > w.frauds_37;
+    ON first_fraud.terminal_id = m.terminal_id AND first_fraud.fraud_number = m.frauds_37 + 1
+   AND m.frauds_7 > m.frauds_37;
