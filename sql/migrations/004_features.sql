@@ -179,22 +179,22 @@ customer_events AS (
     FROM tx_events e
     JOIN customer_scope s ON s.customer_id = e.customer_id AND e.tx_datetime > s.since AND e.tx_datetime <= s.until
 ),
--- each window bound (t - n days) sorted among the card's transactions (after those of its second):
--- the last transaction before it gives the running count and amount there
+-- each window bound (t - n days) sorted among the card's transactions (after those of its second: a
+-- bound has no position, NULLS LAST): the last transaction before it gives the running sums there
 customer_probes AS (
     SELECT customer_id, target_id, days_back,
            COALESCE(LAST_VALUE(position IGNORE NULLS) OVER (PARTITION BY customer_id
-                                                           ORDER BY point_at, is_probe, position
+                                                           ORDER BY point_at, position NULLS LAST
                                                            ROWS UNBOUNDED PRECEDING), 0) AS position,
            COALESCE(LAST_VALUE(amount_so_far IGNORE NULLS) OVER (PARTITION BY customer_id
-                                                                ORDER BY point_at, is_probe, position
+                                                                ORDER BY point_at, position NULLS LAST
                                                                 ROWS UNBOUNDED PRECEDING), 0) AS amount_so_far
     FROM (
-        SELECT customer_id, tx_datetime AS point_at, 0 AS is_probe, NULL::bigint AS target_id,
+        SELECT customer_id, tx_datetime AS point_at, NULL::bigint AS target_id,
                NULL::integer AS days_back, position, amount_so_far
         FROM customer_events
         UNION ALL
-        SELECT t.customer_id, DATEADD(day, -w.days_back, t.tx_datetime), 1, t.transaction_id, w.days_back,
+        SELECT t.customer_id, DATEADD(day, -w.days_back, t.tx_datetime), t.transaction_id, w.days_back,
                NULL::bigint, NULL::float8
         FROM targets t
         CROSS JOIN (SELECT 1 AS days_back UNION ALL SELECT 7 UNION ALL SELECT 14 UNION ALL SELECT 30) w
@@ -239,17 +239,17 @@ terminal_events AS (
 terminal_probes AS (
     SELECT terminal_id, target_id, days_back,
            COALESCE(LAST_VALUE(position IGNORE NULLS) OVER (PARTITION BY terminal_id
-                                                           ORDER BY point_at, is_probe, position
+                                                           ORDER BY point_at, position NULLS LAST
                                                            ROWS UNBOUNDED PRECEDING), 0) AS position,
            COALESCE(LAST_VALUE(frauds_so_far IGNORE NULLS) OVER (PARTITION BY terminal_id
-                                                                ORDER BY point_at, is_probe, position
+                                                                ORDER BY point_at, position NULLS LAST
                                                                 ROWS UNBOUNDED PRECEDING), 0) AS frauds_so_far
     FROM (
-        SELECT terminal_id, tx_datetime AS point_at, 0 AS is_probe, NULL::bigint AS target_id,
+        SELECT terminal_id, tx_datetime AS point_at, NULL::bigint AS target_id,
                NULL::integer AS days_back, position, frauds_so_far
         FROM terminal_events
         UNION ALL
-        SELECT t.terminal_id, DATEADD(day, -w.days_back, t.tx_datetime), 1, t.transaction_id, w.days_back,
+        SELECT t.terminal_id, DATEADD(day, -w.days_back, t.tx_datetime), t.transaction_id, w.days_back,
                NULL::bigint, NULL::bigint
         FROM targets t
         CROSS JOIN (SELECT 7 AS days_back UNION ALL SELECT 8 UNION ALL SELECT 14 UNION ALL SELECT 37) w
