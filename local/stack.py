@@ -12,9 +12,11 @@ import errno
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import uuid
@@ -306,53 +308,51 @@ class MotoProcess:
     producer, the Data API and the handlers instead of taking turns with them on one core.
 
     The child ignores Ctrl-C (the terminal sends it to the whole process group; the parent stops it) and
-    exits when told to or when the parent goes away (its end of the pipe closes)."""
+    exits when its stdin closes: when the parent stops it or goes away."""
 
     def __init__(self, port: int = 0, start_timeout_s: float = 60.0) -> None:
         self.port = port
         self.start_timeout_s = start_timeout_s
-        self._process: Any = None
-        self._conn: Any = None
+        self._process: subprocess.Popen[str] | None = None
 
     def start(self) -> tuple[str, int]:
-        import multiprocessing
-
-        context = multiprocessing.get_context("spawn")  # no fork of a process that runs threads
-        self._conn, child_end = context.Pipe()
-        self._process = context.Process(
-            target=_serve_moto, args=(self.port, child_end), name="local-stack-moto", daemon=True
+        code = "import sys; from local.stack import serve_moto; serve_moto(int(sys.argv[1]))"
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        }
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", code, str(self.port)],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
-        self._process.start()
-        child_end.close()
-        if not self._conn.poll(self.start_timeout_s):
-            raise StackError(f"the moto server did not start within {self.start_timeout_s:g} s")
-        try:
-            status, value = self._conn.recv()
-        except EOFError:
-            raise StackError(
-                f"the moto server exited at start (exit code {self._process.exitcode})"
-            ) from None
-        if status != "ok":
-            raise StackError(f"the moto server did not start: {value}")
-        return value
+        ready, _, _ = select.select([self._process.stdout], [], [], self.start_timeout_s)
+        line = self._process.stdout.readline().split() if ready else []  # type: ignore[union-attr]
+        if len(line) == 3 and line[0] == "ok":
+            return line[1], int(line[2])
+        self.stop()
+        reason = " ".join(line[1:]) if line[:1] == ["error"] else "no answer"
+        raise StackError(f"the moto server did not start: {reason}")
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        if self._process is None:
+        process, self._process = self._process, None
+        if process is None:
             return
         try:
-            self._conn.send("stop")
-        except (OSError, ValueError):
-            pass  # already gone
-        self._process.join(timeout_s)
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join(timeout_s)
-        self._conn.close()
-        self._process = None
+            process.stdin.close()  # type: ignore[union-attr]
+            process.wait(timeout_s)
+        except (OSError, subprocess.TimeoutExpired):
+            process.kill()
+            process.wait(timeout_s)
+        process.stdout.close()  # type: ignore[union-attr]
 
 
-def _serve_moto(port: int, conn: Any) -> None:
-    """The child process: moto with the local speed-ups, until the parent says stop or goes away."""
+def serve_moto(port: int) -> None:
+    """The child process: moto with the local speed-ups until stdin closes; "ok host port" or
+    "error reason" on stdout first."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from moto.server import ThreadedMotoServer
 
@@ -365,13 +365,11 @@ def _serve_moto(port: int, conn: Any) -> None:
     try:
         server.start()
     except Exception as exc:
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        print(f"error {type(exc).__name__}: {exc}", flush=True)
         return
-    conn.send(("ok", server.get_host_and_port()))
-    try:
-        conn.recv()
-    except (EOFError, OSError):
-        pass
+    host, bound = server.get_host_and_port()
+    print(f"ok {host} {bound}", flush=True)
+    sys.stdin.read()
     server.stop()
 
 
