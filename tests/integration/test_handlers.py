@@ -550,33 +550,29 @@ def test_score_and_alert_names_a_missing_setting(env, monkeypatch) -> None:
 
 
 @pytest.fixture
-def tables(aws_endpoints: str, monkeypatch) -> tuple[str, str]:
-    """The cases and idempotency tables, with the template's key schemas."""
-    dynamodb, suffix = boto3.client("dynamodb"), uuid.uuid4().hex[:8]
-    cases, idempotency = f"cases-{suffix}", f"idempotency-{suffix}"
-    for name, key in ((cases, "pk"), (idempotency, "id")):
-        dynamodb.create_table(
-            TableName=name,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-        )
+def cases_table(aws_endpoints: str, monkeypatch) -> str:
+    """The cases table, with the template's key schema."""
+    cases = f"cases-{uuid.uuid4().hex[:8]}"
+    boto3.client("dynamodb").create_table(
+        TableName=cases,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+    )
     monkeypatch.setenv("CASES_TABLE", cases)
-    monkeypatch.setenv("IDEMPOTENCY_TABLE", idempotency)
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "CardFraudTest")
-    return cases, idempotency
+    return cases
 
 
-def test_duplicate_delivery_locks_the_card_once(tables) -> None:
-    cases, _ = tables
+def test_duplicate_delivery_locks_the_card_once(cases_table: str) -> None:
     app = load_handler("act_on_alert")
     response = app.lambda_handler(event("act_on_alert_batch_with_duplicate.json"), Context("act-on-alert"))
     assert response == {"batchItemFailures": []}
     # Redelivered again in a later batch (e.g. score_and_alert crashed before marking it sent).
     again = app.lambda_handler(event("act_on_alert_batch_with_duplicate.json"), Context("act-on-alert"))
     assert again == {"batchItemFailures": []}
-    table = boto3.resource("dynamodb").Table(cases)
+    table = boto3.resource("dynamodb").Table(cases_table)
     card = table.get_item(Key={"pk": "CARD#17"})["Item"]
     assert card["locked"] is True and card["lock_count"] == 1 and card["transaction_ids"] == {"1000001"}
     assert table.get_item(Key={"pk": "CASE#1000001"})["Item"]["status"] == "open"
@@ -584,29 +580,27 @@ def test_duplicate_delivery_locks_the_card_once(tables) -> None:
     assert len(table.scan()["Items"]) == 4  # two cases, two cards
 
 
-def test_case_written_once_even_without_the_idempotency_record(tables) -> None:
-    """If the idempotency record has expired (TTL), the conditional case write still locks once."""
-    cases, idempotency = tables
+def test_a_redelivery_writes_the_case_once_and_locks_once(cases_table: str) -> None:
+    """The conditional case write alone absorbs a redelivery: the case keeps its first opened_at and the
+    card its single lock, with no other table involved."""
     app = load_handler("act_on_alert")
     app.lambda_handler(event("act_on_alert_batch_with_duplicate.json"), Context("act-on-alert"))
-    records = boto3.resource("dynamodb").Table(idempotency)
-    items = records.scan()["Items"]
-    assert len(items) == 2  # one record per transaction id, the duplicate added none
-    for item in items:
-        records.delete_item(Key={"id": item["id"]})
+    table = boto3.resource("dynamodb").Table(cases_table)
+    first = {item["pk"]: item for item in table.scan()["Items"]}
     assert app.lambda_handler(event("act_on_alert_batch_with_duplicate.json"), Context("a")) == {
         "batchItemFailures": []
     }
-    assert boto3.resource("dynamodb").Table(cases).get_item(Key={"pk": "CARD#17"})["Item"]["lock_count"] == 1
+    assert {item["pk"]: item for item in table.scan()["Items"]} == first
+    assert first["CARD#17"]["lock_count"] == 1 and first["CASE#1000001"]["opened_at"]
 
 
-def test_poison_message_fails_alone(tables) -> None:
-    cases, _ = tables
+def test_poison_message_fails_alone(cases_table: str) -> None:
     response = load_handler("act_on_alert").lambda_handler(
         event("act_on_alert_batch_with_poison.json"), Context("a")
     )
     assert response == {"batchItemFailures": [{"itemIdentifier": "0c6f3a52-0005-4a4b-9a52-000000000005"}]}
-    assert boto3.resource("dynamodb").Table(cases).get_item(Key={"pk": "CARD#31"})["Item"]["locked"] is True
+    card = boto3.resource("dynamodb").Table(cases_table).get_item(Key={"pk": "CARD#31"})["Item"]
+    assert card["locked"] is True
 
 
 # ----------------------------------------------------------------------------------------- train_model

@@ -63,7 +63,9 @@ def test_sns_failing_then_recovering_sends_every_alert_once(pipeline: Pipeline) 
     )
 
 
-def test_crash_between_publish_and_mark_sent_is_absorbed_by_idempotency(pipeline: Pipeline) -> None:
+def test_crash_between_publish_and_mark_sent_is_absorbed_by_the_conditional_case_write(
+    pipeline: Pipeline,
+) -> None:
     ids = _stream(pipeline, 200)
     before = pipeline.snapshot(ids)
     api_client = handler_module(pipeline.stack, "score_and_alert")._dependencies()[0].client

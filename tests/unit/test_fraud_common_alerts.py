@@ -117,21 +117,20 @@ def test_age_of_registry_timestamps() -> None:
 
 @pytest.fixture
 def dynamodb(monkeypatch):
-    """moto in-process, with tables named "cases" and "records" for this test only."""
+    """moto in-process, with a table named "cases" for this test only."""
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
         monkeypatch.delenv(name, raising=False)
     with mock_aws():
         client = boto3.resource("dynamodb", region_name="us-east-1").meta.client
-        for name in [t for t in client.list_tables()["TableNames"] if t in ("cases", "records")]:
-            client.delete_table(TableName=name)  # moto's backends outlive a mock_aws in this process
-        for name, key in (("cases", "pk"), ("records", "id")):
-            client.create_table(
-                TableName=name,
-                KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
+        if "cases" in client.list_tables()["TableNames"]:
+            client.delete_table(TableName="cases")  # moto's backends outlive a mock_aws in this process
+        client.create_table(
+            TableName="cases",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
         yield client
 
 
@@ -139,54 +138,53 @@ def _alert(tx: int, card: int) -> dict:
     return {"transaction_id": tx, "customer_id": card, "score": 0.9, "tx_amount": "10.00"}
 
 
-def _items(client, table: str) -> dict[str, dict]:
-    key = "pk" if table == "cases" else "id"
-    return {item[key]: item for item in client.scan(TableName=table)["Items"]}
+def _items(client) -> dict[str, dict]:
+    return {item["pk"]: item for item in client.scan(TableName="cases")["Items"]}
 
 
 def test_a_batch_locks_each_card_once_per_alerted_transaction(dynamodb) -> None:
     batch = [_alert(1, 17), _alert(2, 17), _alert(1, 17), _alert(3, 23)]  # tx 1 delivered twice
-    assert lock_cards(dynamodb, "cases", "records", batch, ttl_s=60) == {1, 2, 3}
-    items = _items(dynamodb, "cases")
-    assert {k for k in items if k.startswith("CASE#")} == {"CASE#1", "CASE#2", "CASE#3"}
+    assert lock_cards(dynamodb, "cases", batch) == {1, 2, 3}
+    items = _items(dynamodb)
+    assert set(items) == {"CASE#1", "CASE#2", "CASE#3", "CARD#17", "CARD#23"}
     assert items["CARD#17"]["lock_count"] == 2 and items["CARD#17"]["transaction_ids"] == {"1", "2"}
     assert items["CARD#23"]["lock_count"] == 1 and items["CARD#23"]["locked"] is True
-    records = _items(dynamodb, "records")
-    assert set(records) == {"alert#1", "alert#2", "alert#3"} and records["alert#1"]["expiration"] > 0
 
 
 def test_a_redelivered_alert_changes_nothing_and_the_rest_of_its_batch_is_written(dynamodb) -> None:
-    lock_cards(dynamodb, "cases", "records", [_alert(1, 17)], ttl_s=60)
-    before = _items(dynamodb, "cases")["CASE#1"]
-    recorded = lock_cards(
-        dynamodb, "cases", "records", [_alert(4, 17), _alert(1, 17), _alert(5, 99)], ttl_s=60
-    )
+    lock_cards(dynamodb, "cases", [_alert(1, 17)])
+    before = _items(dynamodb)["CASE#1"]
+    recorded = lock_cards(dynamodb, "cases", [_alert(4, 17), _alert(1, 17), _alert(5, 99)])
     assert recorded == {4, 5}
-    items = _items(dynamodb, "cases")
+    items = _items(dynamodb)
     assert items["CASE#1"] == before
     assert items["CARD#17"]["lock_count"] == 2 and items["CARD#17"]["transaction_ids"] == {"1", "4"}
-    assert lock_cards(dynamodb, "cases", "records", [_alert(4, 17), _alert(5, 99)], ttl_s=60) == set()
-    assert _items(dynamodb, "cases")["CARD#17"]["lock_count"] == 2
+    assert lock_cards(dynamodb, "cases", [_alert(4, 17), _alert(5, 99)]) == set()
+    assert _items(dynamodb)["CARD#17"]["lock_count"] == 2
 
 
 def test_batches_beyond_one_transaction_are_split(dynamodb) -> None:
     batch = [_alert(tx, tx % 7) for tx in range(actions.ALERTS_PER_TRANSACTION * 2 + 3)]
-    assert lock_cards(dynamodb, "cases", "records", batch, ttl_s=60) == set(range(len(batch)))
-    cards = {k: v for k, v in _items(dynamodb, "cases").items() if k.startswith("CARD#")}
+    assert lock_cards(dynamodb, "cases", batch) == set(range(len(batch)))
+    cards = {k: v for k, v in _items(dynamodb).items() if k.startswith("CARD#")}
     assert sum(int(card["lock_count"]) for card in cards.values()) == len(batch)
 
 
 def test_a_failed_transaction_writes_nothing_and_returns_the_whole_batch(dynamodb) -> None:
+    # A card whose lock_count is not a number: its Update fails, which cancels the whole transaction
+    # for a reason other than an existing case.
+    dynamodb.put_item(TableName="cases", Item={"pk": "CARD#23", "lock_count": "broken"})
+    broken = _items(dynamodb)
     with pytest.raises(ClientError):
-        lock_cards(dynamodb, "cases", "no-such-table", [_alert(1, 17), _alert(2, 23)], ttl_s=60)
-    assert _items(dynamodb, "cases") == {}
-    handler = actions.make_handler(ActionSettings("cases", "no-such-table", 60))
+        lock_cards(dynamodb, "cases", [_alert(1, 17), _alert(2, 23)])
+    assert _items(dynamodb) == broken
+    handler = actions.make_handler(ActionSettings("cases"))
     records = [
         {"messageId": "m1", "body": json.dumps(_alert(1, 17))},
         {"messageId": "m2", "body": "not json"},
-        {"messageId": "m3", "body": json.dumps(_alert(3, 31))},
+        {"messageId": "m3", "body": json.dumps(_alert(3, 23))},
     ]
     assert handler({"Records": records}, None) == {
         "batchItemFailures": [{"itemIdentifier": m} for m in ("m2", "m1", "m3")]
     }
-    assert _items(dynamodb, "cases") == {}
+    assert _items(dynamodb) == broken

@@ -1,12 +1,11 @@
 """act_on_alert: the operational action for each alert from the SQS queue (subscribed to the topic).
 
-Per alert: a case item (`CASE#<transaction id>`), a lock on the card (`CARD#<customer id>`) and a
-handled record (`alert#<transaction id>` in the idempotency table, expiring after the TTL), written
-for a whole SQS batch in one DynamoDB transaction. Delivery is at-least-once, so the action is
+Per alert: a case item (`CASE#<transaction id>`) and a lock on the card (`CARD#<customer id>`),
+written for a whole SQS batch in one DynamoDB transaction. Delivery is at-least-once, so the action is
 idempotent per transaction id: the case is written only if absent, and a transaction that would
 write an existing case writes nothing, so a card is locked once per alerted transaction however
 often the alert comes. (Powertools idempotency did the same with two more DynamoDB calls per alert,
-three in all, which capped the local stack at about 10 alerts/s.)
+which capped the local stack at about 10 alerts/s.)
 Messages that are not alerts are reported as partial batch failures: only they return to the queue
 (then the DLQ); a failed transaction returns its alerts.
 """
@@ -49,29 +48,26 @@ def parse_alert(body: str) -> dict[str, Any]:
     return message
 
 
-# TransactWriteItems takes at most 100 items; an alert needs at most 3 (case, record, card).
+# TransactWriteItems takes at most 100 items; an alert needs at most 2 (its case and its card).
 ALERTS_PER_TRANSACTION = 25
 
 
 def lock_cards(
     client: Any,
     cases_table: str,
-    records_table: str,
     alerts: Sequence[Mapping[str, Any]],
-    ttl_s: int,
     now: datetime | None = None,
 ) -> set[int]:
     """Record the cases and lock the cards of a batch of alerts; returns the transaction ids newly
     recorded (an alert whose case already exists changes nothing).
 
-    One TransactWriteItems per ALERTS_PER_TRANSACTION alerts: a conditional Put of each case, a Put of
-    each alert's handled record (with its TTL), and one Update per card adding all its alerts. If a case
+    One TransactWriteItems per ALERTS_PER_TRANSACTION alerts: a conditional Put of each case and one
+    Update per card adding all its alerts. If a case
     exists already (a redelivery, or another poller got there first), DynamoDB cancels the whole
     transaction and names that case; it is dropped and the rest written again. Any other failure
     propagates: nothing of that transaction was written, and the batch is retried."""
     moment = now or datetime.now(UTC)
     at = moment.isoformat(timespec="milliseconds")
-    expiration = int(moment.timestamp()) + ttl_s
     unique: dict[int, Mapping[str, Any]] = {}
     for alert in alerts:  # the same alert twice in a batch: the first is acted on, the rest are no-ops
         unique.setdefault(int(alert["transaction_id"]), alert)
@@ -80,7 +76,7 @@ def lock_cards(
     for start in range(0, len(ordered), ALERTS_PER_TRANSACTION):
         pending = {int(a["transaction_id"]): a for a in ordered[start : start + ALERTS_PER_TRANSACTION]}
         while pending:
-            items, case_index = _transaction_items(cases_table, records_table, pending, at, expiration)
+            items, case_index = _transaction_items(cases_table, pending, at)
             try:
                 client.transact_write_items(TransactItems=items)
             except ClientError as exc:
@@ -100,7 +96,7 @@ def lock_cards(
 
 
 def _transaction_items(
-    cases_table: str, records_table: str, alerts: Mapping[int, Mapping[str, Any]], at: str, expiration: int
+    cases_table: str, alerts: Mapping[int, Mapping[str, Any]], at: str
 ) -> tuple[list[dict[str, Any]], dict[int, int]]:
     """The TransactItems for these alerts, and item index -> transaction id of each case Put."""
     items: list[dict[str, Any]] = []
@@ -125,14 +121,6 @@ def _transaction_items(
                         "opened_at": at,
                     },
                     "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            }
-        )
-        items.append(
-            {
-                "Put": {
-                    "TableName": records_table,
-                    "Item": {"id": f"alert#{tx}", "status": "COMPLETED", "expiration": expiration},
                 }
             }
         )
@@ -182,13 +170,7 @@ def make_handler(settings: ActionSettings) -> Callable[[dict, Any], dict]:
                 failures.append(record["messageId"])
         if alerts:
             try:
-                lock_cards(
-                    client,
-                    settings.cases_table,
-                    settings.idempotency_table,
-                    alerts,
-                    settings.idempotency_ttl_s,
-                )
+                lock_cards(client, settings.cases_table, alerts)
             except (ClientError, BotoCoreError) as exc:  # nothing written: the whole batch is retried
                 logger.warning(
                     "alerts not acted on; retried", extra={"count": len(alerts), "error": str(exc)}

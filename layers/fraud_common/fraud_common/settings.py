@@ -148,18 +148,10 @@ class AlertSettings:
 @dataclass(frozen=True)
 class ActionSettings:
     cases_table: str
-    idempotency_table: str
-    idempotency_ttl_s: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ActionSettings:
         env = os.environ if env is None else env
         return cls(
             cases_table=_get(env, "CASES_TABLE", "DynamoDB table of cases and card locks"),
-            idempotency_table=_get(env, "IDEMPOTENCY_TABLE", "DynamoDB table of Powertools idempotency"),
-            idempotency_ttl_s=int(
-                _number(
-                    env, "IDEMPOTENCY_TTL_SECONDS", "how long a handled alert is remembered", "604800", int
-                )
-            ),
         )
