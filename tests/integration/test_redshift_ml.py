@@ -29,7 +29,7 @@ SCORING_QUERY = (
 CREATE_OFF = (
     f"CREATE MODEL fraud_off FROM ({TRAINING_QUERY}) TARGET tx_fraud FUNCTION fn_fraud_off IAM_ROLE default "
     "AUTO OFF MODEL_TYPE XGBOOST OBJECTIVE 'binary:logistic' PREPROCESSORS 'none' "
-    "HYPERPARAMETERS DEFAULT EXCEPT (NUM_ROUND '40', MAX_DEPTH '5') SETTINGS (S3_BUCKET 'models-bucket')"
+    "HYPERPARAMETERS DEFAULT EXCEPT (NUM_ROUND '40', MAX_DEPTH '5', MAX_BIN '1024') SETTINGS (S3_BUCKET 'models-bucket')"
 )
 CREATE_AUTO = (
     f"CREATE MODEL fraud_auto FROM ({TRAINING_QUERY}) TARGET tx_fraud FUNCTION fn_fraud_auto IAM_ROLE default "
@@ -181,6 +181,7 @@ def test_create_model_trains_to_ready(client: Any, trained: dict[str, Any]) -> N
     assert show["Query"] == TRAINING_QUERY
     assert 0 < float(show["validation:logloss"]) < 0.69  # better than a coin
     assert show["num_round"] == "40" and show["objective"] == "binary:logistic"
+    assert show["max_bin"] == "1024"  # the training and validation matrices are binned alike
     assert float(show["Training Time"].split()[0]) > 0
     auto = show_model(client, "fraud_auto")
     assert (auto["Problem Type"], auto["Objective"]) == ("BinaryClassification", "F1")

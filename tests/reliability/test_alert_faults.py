@@ -125,7 +125,7 @@ def test_poison_message_goes_to_the_dlq_while_the_rest_flows(pipeline: Pipeline)
             sqs.send_message(QueueUrl=queue_url, MessageBody=body)
         after = pipeline.check_invariants(ids, pipeline.drain(ids))
         wait_for(
-            lambda: _count(sqs, dlq_url) - dlq_before >= len(poison), 60, "the poison messages in the DLQ", 1
+            lambda: _count(sqs, dlq_url) - dlq_before >= len(poison), 120, "the poison messages in the DLQ", 1
         )
         bodies = _bodies(sqs, dlq_url)
     finally:

@@ -128,7 +128,7 @@ def test_logs_of_an_alerting_run_hold_no_email_or_phone(
     text = "\n".join(
         [captured.out, captured.err] + [f"{r.getMessage()} {r.__dict__}" for r in caplog.records]
     )
-    assert "card locked" in text  # the handlers' logs were captured
+    assert "cards locked" in text  # the handlers' logs were captured
     alerted_customers = {int(c["customer_id"]) for c in pipeline.cases_for(ids)[0].values()}
     pii = [
         value

@@ -3,6 +3,8 @@ paged by Limit) and its JSON, DynamoDB transactions and concurrent writes, SQS s
 
 from __future__ import annotations
 
+import uuid
+
 import boto3
 import pytest
 from moto import mock_aws
@@ -103,31 +105,33 @@ def test_a_table_copied_outside_a_transaction_is_independent() -> None:
     from moto.dynamodb.models import dynamodb_backends
 
     moto_speedups.apply()
+    name = f"t-{uuid.uuid4().hex}"  # moto's backends are process-wide: other tests' tables live on
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         client.create_table(
-            TableName="t",
+            TableName=name,
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
-        table = dynamodb_backends["123456789012"]["us-east-1"].tables["t"]
+        table = dynamodb_backends["123456789012"]["us-east-1"].tables[name]
         backup = copy.deepcopy(table)
-        client.put_item(TableName="t", Item={"pk": {"S": "later"}})
+        client.put_item(TableName=name, Item={"pk": {"S": "later"}})
         assert backup is not table and len(backup.items) == 0 and len(table.items) == 1
 
 
 def test_kinesis_records_round_trip_through_the_direct_json() -> None:
     moto_speedups.apply()
+    name = f"s-{uuid.uuid4().hex}"  # moto's backends are process-wide: other tests' streams live on
     with mock_aws():
         client = boto3.client("kinesis", region_name="us-east-1")
-        client.create_stream(StreamName="s", ShardCount=1)
+        client.create_stream(StreamName=name, ShardCount=1)
         sent = [b"\x00\xffbinary", "caf\u00e9".encode(), b"{}"]
-        put = client.put_records(StreamName="s", Records=[{"Data": d, "PartitionKey": "k"} for d in sent])
+        put = client.put_records(StreamName=name, Records=[{"Data": d, "PartitionKey": "k"} for d in sent])
         assert put["FailedRecordCount"] == 0
         assert [r["ShardId"] for r in put["Records"]] == ["shardId-000000000000"] * 3
-        shard = client.list_shards(StreamName="s")["Shards"][0]["ShardId"]
-        iterator = client.get_shard_iterator(StreamName="s", ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+        shard = client.list_shards(StreamName=name)["Shards"][0]["ShardId"]
+        iterator = client.get_shard_iterator(StreamName=name, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
         page = client.get_records(ShardIterator=iterator["ShardIterator"])
         assert [r["Data"] for r in page["Records"]] == sent
         assert [r["SequenceNumber"] for r in page["Records"]] == [r["SequenceNumber"] for r in put["Records"]]

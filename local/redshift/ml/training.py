@@ -276,14 +276,12 @@ def _train_xgboost(
     train_idx, valid_idx = _split(len(data.y))
     names = [c.name for c in data.features]
     if params.get("tree_method", "hist") == "hist":  # quantised once: less memory and time than DMatrix
+        max_bin = params.get("max_bin", 256)  # both matrices and the booster must agree on it
         dtrain = xgb.QuantileDMatrix(
-            data.x[train_idx],
-            label=data.y[train_idx],
-            feature_names=names,
-            max_bin=params.get("max_bin", 256),
+            data.x[train_idx], label=data.y[train_idx], feature_names=names, max_bin=max_bin
         )
         dvalid = xgb.QuantileDMatrix(
-            data.x[valid_idx], label=data.y[valid_idx], feature_names=names, ref=dtrain
+            data.x[valid_idx], label=data.y[valid_idx], feature_names=names, ref=dtrain, max_bin=max_bin
         )
     else:
         dtrain = xgb.DMatrix(data.x[train_idx], label=data.y[train_idx], feature_names=names)
