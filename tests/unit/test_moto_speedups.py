@@ -3,6 +3,7 @@ paged by Limit) and its JSON, DynamoDB transactions and concurrent writes, SQS s
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import boto3
@@ -12,6 +13,14 @@ from moto import mock_aws
 from local import moto_speedups
 
 pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(autouse=True)
+def in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """mock_aws in this process: no endpoint variable left by another test may send boto3 elsewhere
+    (a test that wants the moto server asks for aws_endpoints, which sets them again)."""
+    for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
+        monkeypatch.delenv(name)
 
 
 def _read_all(client, stream: str, shard_id: str, limit: int) -> list[bytes]:
