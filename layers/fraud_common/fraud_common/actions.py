@@ -48,8 +48,9 @@ def parse_alert(body: str) -> dict[str, Any]:
     return message
 
 
-# TransactWriteItems takes at most 100 items; an alert needs at most 2 (its case and its card).
-ALERTS_PER_TRANSACTION = 25
+TRANSACT_WRITE_ITEMS_LIMIT = 100  # DynamoDB's limit per TransactWriteItems
+# An alert needs at most 2 items (its case and its card's update).
+ALERTS_PER_TRANSACTION = TRANSACT_WRITE_ITEMS_LIMIT // 2
 
 
 def lock_cards(
