@@ -17,10 +17,16 @@ plugin, when installed). Errors are `RedshiftError` with Redshift-like text and 
 
 Concurrency: each thread gets its own DuckDB connection to the shared database (DuckDB's MVCC
 isolates them); every connection gets the Redshift macros, settings and the ML functions.
+
+Translations are cached: a query or DML statement seen before with the same parameters runs its
+DuckDB SQL directly (parsing and typing a large statement with sqlglot costs tens of ms, a good part
+of a scoring pass). Any other statement through the engine (DDL) empties the cache, as it may change
+the types the translation depends on.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
 import threading
@@ -69,6 +75,36 @@ _RESULT_SETS = (exp.Query, exp.Show, exp.Describe, exp.Pragma, exp.Values)
 _TXN_BEGIN = {"BEGIN", "START"}
 _TXN_COMMIT = {"COMMIT", "END"}
 _TXN_ROLLBACK = {"ROLLBACK", "ABORT"}
+_TRANSLATIONS_KEPT = 256
+
+
+@dataclass(frozen=True)
+class _Translation:
+    """A statement translated to DuckDB, with what running it needs to know about the original."""
+
+    duck_sql: str
+    only_table: str | None  # the one table it names, for error messages
+    counts_rows: bool  # DML or CREATE TABLE AS: Redshift reports the rows affected
+    returns_rows: bool  # a query (or a command whose output is not DuckDB's Count row)
+    is_command: bool  # sqlglot could not model it: passed through as is
+    cacheable: bool  # a query or DML (DDL may change the schema the translation depends on)
+
+    @classmethod
+    def of(cls, expression: exp.Expression) -> _Translation:
+        tables = {t.name for t in expression.find_all(exp.Table)}
+        return cls(
+            duck_sql=tr.to_duckdb(expression),
+            only_table=next(iter(tables)) if len(tables) == 1 else None,
+            counts_rows=isinstance(expression, _DML)
+            or (
+                isinstance(expression, exp.Create)
+                and expression.expression is not None
+                and expression.kind == "TABLE"
+            ),
+            returns_rows=isinstance(expression, _RESULT_SETS),
+            is_command=isinstance(expression, exp.Command),
+            cacheable=isinstance(expression, (*_DML, exp.Query)),
+        )
 
 
 class Engine:
@@ -81,6 +117,7 @@ class Engine:
         self._clock: datetime | None = None
         self._clock_version = 0
         self._clock_seen: dict[int, int] = {}  # connection id -> clock version it has applied
+        self._translations: dict[tuple[str, tuple[tuple[str, str], ...]], _Translation] = {}
         self._closed = False
         catalog.install(self._db)
         self.ml: Any = None
@@ -150,7 +187,7 @@ class Engine:
         try:
             for sql in sqls:
                 result = Result()
-                for statement in tr.split_statements(sql):
+                for statement in _split_statements(sql):
                     result = self._execute_statement(con, statement, parameters)
                 results.append(result)
             con.execute("COMMIT")
@@ -171,6 +208,19 @@ class Engine:
 
     def _execute_statement(
         self, con: duckdb.DuckDBPyConnection, sql: str, parameters: Mapping[str, str] | None
+    ) -> Result:
+        key = (sql, tuple(sorted((parameters or {}).items())))
+        cached = self._translations.get(key)
+        if cached is not None:
+            return self._run(con, cached)
+        return self._execute_new_statement(con, sql, parameters, key)
+
+    def _execute_new_statement(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        sql: str,
+        parameters: Mapping[str, str] | None,
+        key: tuple[str, tuple[tuple[str, str], ...]],
     ) -> Result:
         if self.ml is not None and self.ml.handles(sql):
             return self.ml.execute(sql, con)
@@ -195,22 +245,35 @@ class Engine:
             self.streaming.refresh(name, refresh_type="Manual")
             return Result()
         if head == "CREATE" and words[1:3] == ["EXTERNAL", "SCHEMA"]:
+            self._translations.clear()  # the stream-source check depends on the external schemas
             self.streaming.create_external_schema(con, sql)
             return Result()
         if head == "SET":
             return Result()  # Redshift session settings (search_path, datestyle, ...): per session, ignored
         expression = tr.parse(sql)
         if isinstance(expression, exp.Create) and _is_materialized(expression):
+            self._translations.clear()
             self.streaming.create_materialized_view(con, expression, sql)
             return Result()
         if isinstance(expression, exp.Drop):
+            self._translations.clear()
             handled = self.streaming.drop(con, expression)
             if handled:
                 return Result()
         expression = tr.rewrite(tr.bind_parameters(expression, parameters))
         if any(expression.find_all(exp.Avg, exp.Div)):
             expression = tr.apply_type_rules(expression, self._schema(con))
-        return self._run(con, expression)
+        self.streaming.check_not_stream_source(expression)
+        translation = _Translation.of(expression)
+        if not translation.cacheable:
+            self._translations.clear()
+        result = self._run(con, translation)
+        if translation.cacheable:
+            with self._lock:
+                if len(self._translations) >= _TRANSLATIONS_KEPT:
+                    self._translations.pop(next(iter(self._translations)))  # the oldest
+                self._translations[key] = translation
+        return result
 
     def _schema(self, con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
         """Column types of every table and view, for the type-dependent Redshift rules."""
@@ -223,26 +286,18 @@ class Engine:
             schema.setdefault(table, {})[column] = data_type
         return schema
 
-    def _run(self, con: duckdb.DuckDBPyConnection, expression: exp.Expression) -> Result:
-        self.streaming.check_not_stream_source(expression)
-        duck_sql = tr.to_duckdb(expression)
+    def _run(self, con: duckdb.DuckDBPyConnection, translation: _Translation) -> Result:
         try:
-            con.execute(duck_sql)
+            con.execute(translation.duck_sql)
         except duckdb.Error as exc:
-            tables = {t.name for t in expression.find_all(exp.Table)}
-            raise from_duckdb(exc, next(iter(tables)) if len(tables) == 1 else None) from exc
-        counts_rows = isinstance(expression, _DML) or (
-            isinstance(expression, exp.Create)
-            and expression.expression is not None
-            and expression.kind == "TABLE"
-        )
-        if counts_rows:
+            raise from_duckdb(exc, translation.only_table) from exc
+        if translation.counts_rows:
             row = con.fetchone()
             return Result(rowcount=int(row[0]) if row else 0)
         if con.description is None:
             return Result()
-        passthrough = isinstance(expression, exp.Command) and [d[0] for d in con.description] != ["Count"]
-        if not (isinstance(expression, _RESULT_SETS) or passthrough):
+        passthrough = translation.is_command and [d[0] for d in con.description] != ["Count"]
+        if not (translation.returns_rows or passthrough):
             con.fetchall()  # DDL reports a Count row; Redshift returns no result set
             return Result()
         columns = [_column(d[0], d[1]) for d in con.description]
@@ -306,6 +361,12 @@ class Engine:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+@functools.lru_cache(maxsize=_TRANSLATIONS_KEPT)
+def _split_statements(sql: str) -> tuple[str, ...]:
+    """tr.split_statements, remembered: a scoring pass sends the same large script every time."""
+    return tuple(tr.split_statements(sql))
 
 
 def _failed_index(done: list[Result], sqls: Sequence[str]) -> int:

@@ -146,3 +146,26 @@ def test_ml_plugin_hook_gets_statements_and_every_connection(monkeypatch):
         assert other == [[(2,)]]
         assert len(calls["registered"]) >= 2
         assert calls["executed"] == ["SHOW MODEL m"]
+
+
+def test_repeated_statements_reuse_their_translation_until_the_schema_changes():
+    with Engine(":memory:", auto_refresh_interval=None) as engine:
+        engine.execute("CREATE TABLE prices (amount decimal(10, 2))")
+        engine.execute("INSERT INTO prices VALUES (10.00)")
+        query = "SELECT amount / 3 AS third FROM prices WHERE amount > :floor"
+        first = engine.execute(query, {"floor": "1"})
+        again = engine.execute(query, {"floor": "1"})
+        assert (first.columns, first.rows) == (again.columns, again.rows)
+        assert first.columns[0].type_name == "numeric"  # Redshift's DECIMAL division, typed from the table
+        assert engine.execute(query, {"floor": "20"}).rows == [], "parameters are part of what is reused"
+        # DDL through the engine: the same text is translated again against the new column type
+        engine.execute("DROP TABLE prices")
+        engine.execute("CREATE TABLE prices (amount float8)")
+        engine.execute("INSERT INTO prices VALUES (10.0)")
+        retyped = engine.execute(query, {"floor": "1"})
+        assert retyped.columns[0].type_name == "float8"
+        assert retyped.rows[0][0] == pytest.approx(10 / 3)
+        # a failing statement is not kept: it fails again with the same clear error
+        for _ in range(2):
+            with pytest.raises(RedshiftError, match="missing_table"):
+                engine.execute("SELECT * FROM missing_table")
