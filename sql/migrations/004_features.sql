@@ -167,20 +167,28 @@ WITH targets AS (
     FROM feature_targets
 ),
 customer_scope AS (
-    SELECT customer_id, DATEADD(day, -30, MIN(tx_datetime)) AS since, MAX(tx_datetime) AS until
+    SELECT customer_id, MIN(tx_datetime) AS first_at, MAX(tx_datetime) AS last_at
     FROM targets
     GROUP BY customer_id
 ),
+customer_lags AS (
+    SELECT 1 AS days_back UNION ALL SELECT 7 UNION ALL SELECT 14 UNION ALL SELECT 30
+),
 customer_events AS (
-    SELECT e.customer_id, e.transaction_id, e.tx_datetime,
+    SELECT e.customer_id, e.transaction_id, e.tx_datetime, s.first_at, s.last_at,
            ROW_NUMBER() OVER (PARTITION BY e.customer_id ORDER BY e.tx_datetime, e.transaction_id) AS position,
            SUM(e.tx_amount::float8) OVER (PARTITION BY e.customer_id ORDER BY e.tx_datetime, e.transaction_id
-                                          ROWS UNBOUNDED PRECEDING) AS amount_so_far
+                                          ROWS UNBOUNDED PRECEDING) AS amount_so_far,
+           LEAD(e.tx_datetime) OVER (PARTITION BY e.customer_id ORDER BY e.tx_datetime, e.transaction_id) AS next_at
     FROM tx_events e
-    JOIN customer_scope s ON s.customer_id = e.customer_id AND e.tx_datetime > s.since AND e.tx_datetime <= s.until
+    JOIN customer_scope s
+      ON s.customer_id = e.customer_id AND e.tx_datetime > DATEADD(day, -30, s.first_at) AND e.tx_datetime <= s.last_at
 ),
 -- each window bound (t - n days) sorted among the card's transactions (after those of its second: a
--- bound has no position, NULLS LAST): the last transaction before it gives the running sums there
+-- bound has no position, NULLS LAST): the last transaction before it gives the running sums there.
+-- Only transactions that can be that last one enter the sort: those whose time up to the next
+-- transaction overlaps the span of some lag's bounds (the whole history when featurising it; a few
+-- hours per lag in a scoring pass, instead of the card's 30 days).
 customer_probes AS (
     SELECT customer_id, target_id, days_back,
            COALESCE(LAST_VALUE(position IGNORE NULLS) OVER (PARTITION BY customer_id
@@ -190,14 +198,18 @@ customer_probes AS (
                                                                 ORDER BY point_at, position NULLS LAST
                                                                 ROWS UNBOUNDED PRECEDING), 0) AS amount_so_far
     FROM (
-        SELECT customer_id, tx_datetime AS point_at, NULL::bigint AS target_id,
-               NULL::integer AS days_back, position, amount_so_far
-        FROM customer_events
+        SELECT e.customer_id, e.tx_datetime AS point_at, NULL::bigint AS target_id,
+               NULL::integer AS days_back, e.position, e.amount_so_far
+        FROM customer_events e
+        WHERE (e.tx_datetime <= DATEADD(day, -1, e.last_at) AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -1, e.first_at)))
+           OR (e.tx_datetime <= DATEADD(day, -7, e.last_at) AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -7, e.first_at)))
+           OR (e.tx_datetime <= DATEADD(day, -14, e.last_at) AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -14, e.first_at)))
+           OR (e.tx_datetime <= DATEADD(day, -30, e.last_at) AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -30, e.first_at)))
         UNION ALL
         SELECT t.customer_id, DATEADD(day, -w.days_back, t.tx_datetime), t.transaction_id, w.days_back,
                NULL::bigint, NULL::float8
         FROM targets t
-        CROSS JOIN (SELECT 1 AS days_back UNION ALL SELECT 7 UNION ALL SELECT 14 UNION ALL SELECT 30) w
+        CROSS JOIN customer_lags w
     ) points
 ),
 customer_bounds AS (
@@ -224,17 +236,23 @@ customer_windows AS (
     JOIN customer_events e ON e.transaction_id = b.transaction_id
 ),
 terminal_scope AS (
-    SELECT terminal_id, DATEADD(day, -37, MIN(tx_datetime)) AS since, DATEADD(day, -7, MAX(tx_datetime)) AS until
+    SELECT terminal_id, MIN(tx_datetime) AS first_at, MAX(tx_datetime) AS last_at
     FROM targets
     GROUP BY terminal_id
 ),
+terminal_lags AS (
+    SELECT 7 AS days_back UNION ALL SELECT 8 UNION ALL SELECT 14 UNION ALL SELECT 37
+),
 terminal_events AS (
-    SELECT e.terminal_id, e.tx_datetime, COALESCE(e.tx_fraud, 0) AS fraud,
+    SELECT e.terminal_id, e.tx_datetime, COALESCE(e.tx_fraud, 0) AS fraud, s.first_at, s.last_at,
            ROW_NUMBER() OVER (PARTITION BY e.terminal_id ORDER BY e.tx_datetime, e.transaction_id) AS position,
            SUM(COALESCE(e.tx_fraud, 0)) OVER (PARTITION BY e.terminal_id ORDER BY e.tx_datetime, e.transaction_id
-                                              ROWS UNBOUNDED PRECEDING) AS frauds_so_far
+                                              ROWS UNBOUNDED PRECEDING) AS frauds_so_far,
+           LEAD(e.tx_datetime) OVER (PARTITION BY e.terminal_id ORDER BY e.tx_datetime, e.transaction_id) AS next_at
     FROM tx_events e
-    JOIN terminal_scope s ON s.terminal_id = e.terminal_id AND e.tx_datetime > s.since AND e.tx_datetime <= s.until
+    JOIN terminal_scope s
+      ON s.terminal_id = e.terminal_id AND e.tx_datetime > DATEADD(day, -37, s.first_at)
+     AND e.tx_datetime <= DATEADD(day, -7, s.last_at)
 ),
 terminal_probes AS (
     SELECT terminal_id, target_id, days_back,
@@ -245,14 +263,18 @@ terminal_probes AS (
                                                                 ORDER BY point_at, position NULLS LAST
                                                                 ROWS UNBOUNDED PRECEDING), 0) AS frauds_so_far
     FROM (
-        SELECT terminal_id, tx_datetime AS point_at, NULL::bigint AS target_id,
-               NULL::integer AS days_back, position, frauds_so_far
-        FROM terminal_events
+        SELECT e.terminal_id, e.tx_datetime AS point_at, NULL::bigint AS target_id,
+               NULL::integer AS days_back, e.position, e.frauds_so_far
+        FROM terminal_events e
+        WHERE (e.tx_datetime <= DATEADD(day, -7, e.last_at) AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -7, e.first_at)))
+           OR (e.tx_datetime <= DATEADD(day, -8, e.last_at) AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -8, e.first_at)))
+           OR (e.tx_datetime <= DATEADD(day, -14, e.last_at) AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -14, e.first_at)))
+           OR (e.tx_datetime <= DATEADD(day, -37, e.last_at) AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -37, e.first_at)))
         UNION ALL
         SELECT t.terminal_id, DATEADD(day, -w.days_back, t.tx_datetime), t.transaction_id, w.days_back,
                NULL::bigint, NULL::bigint
         FROM targets t
-        CROSS JOIN (SELECT 7 AS days_back UNION ALL SELECT 8 UNION ALL SELECT 14 UNION ALL SELECT 37) w
+        CROSS JOIN terminal_lags w
     ) points
 ),
 terminal_bounds AS (
