@@ -17,6 +17,7 @@ Targets (issue 7): sustain 2,000 tx/s with bounded lag; alert latency p99 under 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 BENCH_ENV = {
-    "POLL_INTERVAL_SECONDS": "0.5",
+    "POLL_INTERVAL_SECONDS": "0.1",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
     "POWERTOOLS_METRICS_DISABLED": "true",
 }
@@ -65,6 +66,69 @@ def raw_put_rate(world: object, records: int) -> float:
     return writer.stats.sent / elapsed
 
 
+def statement_timings(store: object, since: float) -> dict[str, list[float]]:
+    """Per Data API statement name (the functions name theirs, e.g. "query score_new_transactions"):
+    [count, queue wait p50, run time p50, run time p99] in seconds, from the emulator's statement store,
+    for the statements submitted since `since` (epoch s). Queue wait = submitted -> a worker started it."""
+    from collections import defaultdict
+
+    groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for s in store.all():  # type: ignore[attr-defined]
+        if s.created_at < since or s.status != "FINISHED":
+            continue
+        name = s.statement_name or " ".join(s.query_string.split()[:3])[:28]
+        run_s = s.duration_ns / 1e9
+        groups[name].append((max(0.0, s.updated_at - s.created_at - run_s), run_s))
+    out = {}
+    for name, values in groups.items():
+        waits, runs = np.array([v[0] for v in values]), np.array([v[1] for v in values])
+        out[name] = [len(values), *np.percentile(waits, [50]), *np.percentile(runs, [50, 99])]
+    return out
+
+
+def refresh_timings(engine: object, since: float) -> dict[str, list[float]]:
+    """Per streaming MV: [refreshes, run time p50, p99] (s) from SYS_MV_REFRESH_HISTORY since `since`."""
+    from datetime import UTC, datetime
+
+    start = datetime.fromtimestamp(since, UTC).replace(tzinfo=None)
+    con = engine.cursor()  # type: ignore[attr-defined]
+    try:
+        rows = con.execute(
+            "SELECT mv_name, count(*), quantile_cont(duration, 0.5) / 1e6, quantile_cont(duration, 0.99) / 1e6 "
+            "FROM redshift_sys.sys_mv_refresh_history WHERE start_time >= ? GROUP BY 1 ORDER BY 1",
+            [start],
+        ).fetchall()
+    finally:
+        con.close()
+    return {row[0]: list(row[1:]) for row in rows}
+
+
+def cpu_by_thread(moto_pid: int | None) -> dict[str, float]:
+    """CPU seconds so far of each thread of this process (by thread name, numbered pools summed) and of
+    the moto child process, from /proc (Linux); empty elsewhere. DuckDB's own worker threads have no
+    Python name: they count as "native (DuckDB)"."""
+    import re
+    import threading
+
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu(stat_path: str) -> float:
+        fields = Path(stat_path).read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+
+    names = {t.native_id: re.sub(r"[-_]\d+$|-\d+ \(.*\)$", "", t.name) for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    try:
+        for task in os.listdir("/proc/self/task"):
+            name = names.get(int(task), "native (DuckDB)")
+            out[name] = out.get(name, 0.0) + cpu(f"/proc/self/task/{task}/stat")
+        if moto_pid:
+            out["moto server (child process)"] = cpu(f"/proc/{moto_pid}/stat")
+    except (OSError, ValueError):
+        return {}
+    return out
+
+
 def caught_up_rate(history: list[tuple[float, int, int, int]], index: int, produced: int) -> float | None:
     """count / seconds until the warehouse count (ingested: 2, scored: 3) reached what was produced."""
     for t, _, *counts in history:
@@ -92,6 +156,11 @@ def main() -> int:
         action="store_true",
         help="score_and_alert on its template schedule, as on AWS (default: back to back, as the stack)",
     )
+    parser.add_argument(
+        "--poll-interval",
+        default=BENCH_ENV["POLL_INTERVAL_SECONDS"],
+        help=f"score_and_alert's pause between cycles, s (default {BENCH_ENV['POLL_INTERVAL_SECONDS']})",
+    )
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
 
@@ -109,7 +178,7 @@ def main() -> int:
         fresh=True,
         scheduler=False,
         apply_migrations=False,
-        env_overrides=BENCH_ENV,
+        env_overrides={**BENCH_ENV, "POLL_INTERVAL_SECONDS": str(args.poll_interval)},
     )
     rows = []
     with Stack(options) as stack:
@@ -126,7 +195,10 @@ def main() -> int:
             scheduling["queue_pollers"] = args.pollers
         stack.start_scheduler(run_now=("score_and_alert",), on_sqs_batch=dispatch.on_alerts, **scheduling)
         live = LiveSimulator(seeded.world, after=seeded.history)
+        moto_pid = stack.moto.pid if stack.moto else None
         for rate in rates:
+            since = time.time()
+            cpu_before = cpu_by_thread(moto_pid)
             with console.status(f"{rate:,.0f} tx/s for {args.seconds:g} s, then drain..."):
                 run = run_live(
                     live, dispatch, rate=rate, duration_s=args.seconds, drain_timeout_s=args.drain_timeout
@@ -149,6 +221,12 @@ def main() -> int:
                     "drain": run.total_s - run.stream_s,
                     "drained": run.drained,
                     "stages": m.stage_percentiles(),
+                    "statements": statement_timings(stack.redshift.store, since),
+                    "refreshes": refresh_timings(stack.engine, since),
+                    "cpu": {
+                        name: (seconds - cpu_before.get(name, 0.0)) / run.total_s
+                        for name, seconds in cpu_by_thread(moto_pid).items()
+                    },
                 }
             )
             console.print(f"{rate:,.0f} tx/s done: {m.one_line()}")
@@ -179,6 +257,21 @@ def main() -> int:
         cells = [r["stages"].get(stage) for stage in STAGES]
         text = [f"{cell[0]:.2f} / {cell[1]:.2f}" if cell else "n/a" for cell in cells]
         lines.append(f"{fmt(r['rate']):>7}  " + "  ".join(f"{t:>14}" for t in text))
+    lines.append("warehouse work per rate (s): Data API statements (count, queue wait p50, run p50 / p99)")
+    lines.append("and streaming MV refreshes (count, run p50 / p99):")
+    for r in rows:
+        lines.append(f"{fmt(r['rate']):>7}")
+        for name, (count, wait, p50, p99) in sorted(
+            r["statements"].items(), key=lambda kv: -kv[1][0] * kv[1][2]
+        ):
+            lines.append(f"{'':>9}{name:<36} {count:>6,.0f} {wait:>7.3f} {p50:>7.3f} / {p99:.3f}")
+        for name, (count, p50, p99) in r["refreshes"].items():
+            lines.append(f"{'':>9}{'REFRESH ' + name:<36} {count:>6,.0f} {'':>7} {p50:>7.3f} / {p99:.3f}")
+    lines.append("CPU by thread, in cores (CPU s / wall s of the run incl. drain; top 12):")
+    for r in rows:
+        top = sorted(r["cpu"].items(), key=lambda kv: -kv[1])[:12]
+        total = sum(r["cpu"].values())
+        lines.append(f"{fmt(r['rate']):>7}  total {total:.2f}: " + ", ".join(f"{n} {c:.2f}" for n, c in top))
     print("\n".join(lines), flush=True)
     return 0 if all(r["drained"] for r in rows) else 1
 

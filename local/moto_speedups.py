@@ -25,6 +25,11 @@ retention period, and SendMessage (each SNS delivery) once per message, to read
 ContentBasedDeduplication; that computes every attribute, including the counts of visible,
 in-flight and delayed messages (a walk over the whole queue), so a backlog of alerts slowed its own
 draining. Sending now skips the counts; receiving reads the retention period alone.
+
+moto's ReceiveMessage checks that a message is visible and marks it received in two steps, without a
+lock: two server threads (the stack's concurrent act_on_alert pollers) could both receive the same
+in-flight message, and both move a message past its redrive count to the DLQ (the second fails). Each
+receive pass, delete and visibility change therefore runs under one lock; a long poll waits outside it.
 """
 
 from __future__ import annotations
@@ -48,6 +53,10 @@ _moto_transact_write_items = DynamoDBBackend.transact_write_items
 _moto_dynamodb_call_action = DynamoHandler.call_action
 _dynamodb_lock = threading.RLock()  # one DynamoDB request at a time in this process's moto
 _moto_send_message = SQSBackend.send_message
+_moto_receive_message = SQSBackend.receive_message
+_moto_delete_message = SQSBackend.delete_message
+_moto_change_message_visibility = SQSBackend.change_message_visibility
+_sqs_lock = threading.RLock()  # one SQS receive pass, delete or visibility change at a time
 _moto_queue_attributes = Queue.attributes.fget
 _sending = threading.local()  # set while this thread runs moto's send_message
 _MESSAGE_COUNTS = frozenset(
@@ -132,9 +141,44 @@ def _message_within_retention(backend: SQSBackend, queue_name: str, message: Mes
 def _send_message(backend: SQSBackend, *args: Any, **kwargs: Any) -> Message:
     _sending.active = True
     try:
-        return _moto_send_message(backend, *args, **kwargs)
+        with _sqs_lock:
+            return _moto_send_message(backend, *args, **kwargs)
     finally:
         _sending.active = False
+
+
+def _receive_message(
+    backend: SQSBackend,
+    queue_name: str,
+    count: int,
+    wait_seconds_timeout: int,
+    visibility_timeout: int,
+    message_attribute_names: list[str] | None = None,
+) -> list[Message]:
+    """moto's receive, one non-waiting pass at a time under the lock; a long poll waits between passes
+    outside it (woken by the next send) until the wait time is up."""
+    deadline = unix_time() + wait_seconds_timeout
+    while True:
+        with _sqs_lock:
+            received = _moto_receive_message(
+                backend, queue_name, count, 0, visibility_timeout, message_attribute_names
+            )
+        remaining = deadline - unix_time()
+        if received or remaining <= 0:
+            return received
+        backend.get_queue(queue_name).wait_for_messages(min(1.0, remaining))
+
+
+def _delete_message(backend: SQSBackend, queue_name: str, receipt_handle: str) -> None:
+    with _sqs_lock:
+        _moto_delete_message(backend, queue_name, receipt_handle)
+
+
+def _change_message_visibility(
+    backend: SQSBackend, queue_name: str, receipt_handle: str, visibility_timeout: int
+) -> None:
+    with _sqs_lock:
+        _moto_change_message_visibility(backend, queue_name, receipt_handle, visibility_timeout)
 
 
 def _queue_attributes(queue: Queue) -> dict[str, Any]:
@@ -195,6 +239,9 @@ def apply() -> None:
     DynamoHandler.call_action = _dynamodb_call_action
     SQSBackend.is_message_valid_based_on_retention_period = _message_within_retention
     SQSBackend.send_message = _send_message
+    SQSBackend.receive_message = _receive_message
+    SQSBackend.delete_message = _delete_message
+    SQSBackend.change_message_visibility = _change_message_visibility
     Queue.attributes = property(_queue_attributes)
     models.Shard.get_min_sequence_number = _first_key
     models.Shard.get_max_sequence_number = _last_key

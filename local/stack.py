@@ -337,6 +337,11 @@ class MotoProcess:
         reason = " ".join(line[1:]) if line[:1] == ["error"] else "no answer"
         raise StackError(f"the moto server did not start: {reason}")
 
+    @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs (for CPU accounting in bench/e2e.py)."""
+        return self._process.pid if self._process is not None else None
+
     def stop(self, timeout_s: float = 10.0) -> None:
         process, self._process = self._process, None
         if process is None:

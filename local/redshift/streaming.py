@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import botocore.session
+import botocore.utils
 import duckdb
 import pyarrow as pa
 import sqlglot
@@ -45,6 +47,8 @@ BATCH_TABLE = "__stream_batch"
 GET_RECORDS_LIMIT = 10_000
 DROP_GRACE_SECONDS = 10.0  # AUTO REFRESH leaves a just-dropped MV alone while the drop commits
 INGEST_BATCH = 50_000  # records appended per transaction at most, when the reader is far ahead
+SHARD_LIST_TTL = 60.0  # seconds a stream's shard list is reused
+ITERATOR_TTL = 240.0  # seconds a kept shard iterator is reused (Kinesis expires them after 5 minutes)
 STREAM_SCHEMA = pa.schema(
     [
         ("approximate_arrival_timestamp", pa.timestamp("us")),
@@ -94,6 +98,9 @@ class StreamingManager:
         self._thread: threading.Thread | None = None
         self._worker = threading.local()
         self._dropped: dict[str, float] = {}  # MV name -> when a DROP of it ran (monotonic seconds)
+        self._shard_ids: dict[str, tuple[float, list[str]]] = {}  # stream -> (listed at, shard ids)
+        # (MV, shard) -> (sequence number the iterator follows, iterator, obtained at); see _iterator
+        self._positions: dict[tuple[str, str], tuple[str | None, str, float]] = {}
 
     # -- external schemas -----------------------------------------------------------------
 
@@ -234,6 +241,7 @@ class StreamingManager:
                 # The drop commits with the caller's transaction, after this lock is released: keep
                 # AUTO REFRESH off the view meanwhile (it resumes if that transaction rolls back).
                 self._dropped[name] = time.monotonic()
+                self._positions = {k: v for k, v in self._positions.items() if k[0] != name}
                 con.execute(f"DROP TABLE IF EXISTS {_quote(name)}")
                 for table in ("materialized_views", "stream_checkpoints"):
                     con.execute(f"DELETE FROM {catalog.SCHEMA}.{table} WHERE mv_name = ?", [name])
@@ -296,20 +304,11 @@ class StreamingManager:
                 [view.name],
             ).fetchall()
         )
-        iterators = {}
-        for shard in self._shards(kinesis, view.stream_name):
-            shard_id = shard["ShardId"]
-            if shard_id in checkpoints:
-                it = kinesis.get_shard_iterator(
-                    StreamName=view.stream_name, ShardId=shard_id,
-                    ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=checkpoints[shard_id],
-                )  # fmt: skip
-            else:
-                it = kinesis.get_shard_iterator(
-                    StreamName=view.stream_name, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
-                )
-            iterators[shard_id] = it["ShardIterator"]
-
+        iterators = {
+            shard_id: self._iterator(kinesis, view, shard_id, checkpoints.get(shard_id))
+            for shard_id in self._shards(kinesis, view.stream_name)
+        }
+        positions: dict[str, tuple[str | None, str]] = {}  # shard -> (last sequence read, next iterator)
         # A reader thread walks the shards (one GetRecords per open shard per round) and hands each
         # response over; this thread appends what has arrived whenever the reader is ahead, so
         # DuckDB's work overlaps the reads and only a small last batch is left when reading ends.
@@ -323,7 +322,7 @@ class StreamingManager:
             try:
                 while iterators and not stop.is_set():
                     for shard_id, iterator in list(iterators.items()):
-                        response = kinesis.get_records(ShardIterator=iterator, Limit=GET_RECORDS_LIMIT)
+                        response = self._get_records(kinesis, view, shard_id, iterator, checkpoints)
                         records = response["Records"]
                         next_iterator = response.get("NextShardIterator")
                         caught_up = not records or (
@@ -333,6 +332,9 @@ class StreamingManager:
                             del iterators[shard_id]
                         else:
                             iterators[shard_id] = next_iterator
+                        if next_iterator is not None:
+                            last = records[-1]["SequenceNumber"] if records else None
+                            positions[shard_id] = (last or positions.get(shard_id, (None,))[0], next_iterator)
                         if records:
                             responses.put((shard_id, records))
                         if stop.is_set():
@@ -356,6 +358,7 @@ class StreamingManager:
                     added += self._ingest(con, view, dict(batch), _utcnow())
                     batch, count = defaultdict(list), 0
                 if item is None:
+                    self._remember(view, checkpoints, positions)
                     return added
         finally:
             stop.set()
@@ -511,7 +514,13 @@ class StreamingManager:
         )
         with self._client_lock:
             if key not in self._clients:
-                self._clients[key] = boto3.session.Session().client("kinesis")
+                session = botocore.session.get_session()
+                # GetRecords carries a timestamp per record; botocore's default parser converts each to
+                # local time through dateutil, over half of the refresh's CPU at 1,000 records/s.
+                session.get_component("response_parser_factory").set_parser_defaults(
+                    timestamp_parser=_utc_timestamp
+                )
+                self._clients[key] = boto3.session.Session(botocore_session=session).client("kinesis")
             return self._clients[key]
 
     def _describe_stream(self, stream_name: str) -> None:
@@ -523,16 +532,55 @@ class StreamingManager:
         except Exception as exc:  # endpoint down, credentials: say so, plainly
             raise RedshiftError(f'cannot reach Kinesis stream "{stream_name}": {exc}', "XX000") from exc
 
-    def _shards(self, kinesis: Any, stream_name: str) -> list[dict]:
+    def _shards(self, kinesis: Any, stream_name: str) -> list[str]:
+        """The stream's shard ids, listed again after SHARD_LIST_TTL (refreshes run every second)."""
+        cached = self._shard_ids.get(stream_name)
+        if cached is not None and time.monotonic() - cached[0] < SHARD_LIST_TTL:
+            return cached[1]
         shards, token = [], None
         while True:
             response = (
                 kinesis.list_shards(NextToken=token) if token else kinesis.list_shards(StreamName=stream_name)
             )
-            shards.extend(response["Shards"])
+            shards.extend(shard["ShardId"] for shard in response["Shards"])
             token = response.get("NextToken")
             if not token:
+                self._shard_ids[stream_name] = (time.monotonic(), shards)
                 return shards
+
+    def _iterator(self, kinesis: Any, view: _View, shard_id: str, checkpoint: str | None) -> str:
+        """Where to read a shard from: the iterator the last refresh ended with when it still stands at
+        the committed checkpoint (one GetShardIterator call saved per shard and refresh), else a new one."""
+        kept = self._positions.get((view.name, shard_id))
+        if kept is not None and kept[0] == checkpoint and time.monotonic() - kept[2] < ITERATOR_TTL:
+            return kept[1]
+        if checkpoint is not None:
+            return kinesis.get_shard_iterator(
+                StreamName=view.stream_name, ShardId=shard_id,
+                ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=checkpoint,
+            )["ShardIterator"]  # fmt: skip
+        return kinesis.get_shard_iterator(
+            StreamName=view.stream_name, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+
+    def _get_records(
+        self, kinesis: Any, view: _View, shard_id: str, iterator: str, checkpoints: dict[str, str]
+    ) -> dict:
+        try:
+            return kinesis.get_records(ShardIterator=iterator, Limit=GET_RECORDS_LIMIT)
+        except kinesis.exceptions.ExpiredIteratorException:  # a kept iterator outlived Kinesis' 5 minutes
+            self._positions.pop((view.name, shard_id), None)
+            fresh = self._iterator(kinesis, view, shard_id, checkpoints.get(shard_id))
+            return kinesis.get_records(ShardIterator=fresh, Limit=GET_RECORDS_LIMIT)
+
+    def _remember(
+        self, view: _View, checkpoints: dict[str, str], positions: dict[str, tuple[str | None, str]]
+    ) -> None:
+        """Keep each shard's next iterator with the sequence number it follows (the checkpoint this
+        refresh committed), once every batch of the refresh is committed."""
+        now = time.monotonic()
+        for shard_id, (last, iterator) in positions.items():
+            self._positions[(view.name, shard_id)] = (last or checkpoints.get(shard_id), iterator, now)
 
     # -- AUTO REFRESH -----------------------------------------------------------------------
 
@@ -644,6 +692,13 @@ def _arrow_batch(batch: dict[str, list], refresh_time: datetime) -> pa.Table:
         ],
         schema=STREAM_SCHEMA,
     )
+
+
+def _utc_timestamp(value: Any) -> datetime:
+    """A response timestamp as an aware UTC datetime (the same instant botocore's parser gives)."""
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    return botocore.utils.parse_timestamp(value)
 
 
 def _mask(length: int, failures: list[tuple[int, str]]) -> list[bool]:

@@ -102,12 +102,6 @@ def test_crash_between_publish_and_mark_sent_is_absorbed_by_the_conditional_case
     )
 
 
-@pytest.mark.xfail(
-    reason="known defect under investigation: passes alone, but after the other reliability tests the "
-    "poison messages do not reach the DLQ within 120 s (seen since the stack's moto runs in a child "
-    "process; not the number of pollers)",
-    strict=False,
-)
 def test_poison_message_goes_to_the_dlq_while_the_rest_flows(pipeline: Pipeline) -> None:
     sqs = boto3.client("sqs")
     queues = pipeline.stack.resources.queues

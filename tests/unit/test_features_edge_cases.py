@@ -1,7 +1,8 @@
 """THE feature definition (`tx_features`) on hand-made transactions, through the local engine.
 
 Edge cases: a card's first transaction, window boundaries to the second, same-second ties, a
-terminal with no labelled history, and stream labels that arrive after the delay.
+terminal with no labelled history, stream labels that arrive after the delay, the compromise day of a
+terminal and the card's 14-day amount spikes over its baseline.
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ def test_first_transaction_of_a_card(engine: Engine) -> None:
     assert f["terminal_id_nb_tx_30day_window"] == f["terminal_id_risk_30day_window"] == 0
     assert f["terminal_id_days_since_last_fraud"] == 31 and f["terminal_id_last_known_label"] == 0
     assert f["terminal_id_risk_since_first_fraud"] == 0
+    assert f["terminal_id_compromise_day"] == -1, "no known fraud at the terminal"
     assert f["amount_to_baseline_ratio"] == 1, "a new card is compared with itself"
+    assert f["customer_rms_amount_14day_to_baseline_ratio"] == 0, "no earlier transaction on the card"
 
 
 def test_customer_windows_are_right_closed_to_the_second(engine: Engine) -> None:
@@ -145,6 +148,7 @@ def test_terminal_windows_end_seven_days_back(engine: Engine) -> None:
     assert f["terminal_id_days_since_first_fraud"] == pytest.approx(1.0)  # tx 1, a day before that
     # since its first known fraud (tx 1) the terminal saw tx 1, 2, 3: two frauds in three
     assert f["terminal_id_risk_since_first_fraud"] == pytest.approx(2 / 3)
+    assert f["terminal_id_compromise_day"] == 8, "tx 1's day (08-01) to tx 9's day (08-09)"
 
 
 def test_stream_labels_count_once_they_arrive(engine: Engine) -> None:
@@ -177,3 +181,57 @@ def test_history_is_featurised_once(engine: Engine) -> None:
     add_history(engine, [(3, "2018-08-03 00:00:00", 1, 9, 10, 0)])
     assert compute_history_features(engine) == 1
     assert engine.execute("SELECT count(*) FROM history_features").rows[0][0] == 3
+
+
+def test_compromise_day_counts_calendar_days_not_seconds(engine: Engine) -> None:
+    add_history(
+        engine,
+        [
+            (1, "2018-07-20 10:00:00", 1, 9, 10, 0),  # known, genuine: before the first fraud
+            (2, "2018-08-01 23:59:00", 2, 9, 10, 1),  # the first known fraud, late in its day
+            (3, "2018-08-02 00:00:20", 3, 9, 10, 1),
+            (9, "2018-08-09 00:00:30", 4, 9, 10, 0),  # 7 days and 90 s after tx 2, 8 calendar days
+            (10, "2018-08-08 23:59:00", 5, 9, 10, 0),  # exactly 7 days after tx 2: tx 2 is known
+            (11, "2018-08-08 23:58:59", 6, 9, 10, 0),  # one second earlier: tx 2 still in the delay
+        ],
+    )
+    f = features(engine)
+    assert f[9]["terminal_id_days_since_first_fraud"] == pytest.approx(90 / 86400)
+    assert f[9]["terminal_id_compromise_day"] == 8
+    assert f[10]["terminal_id_compromise_day"] == 7
+    assert f[11]["terminal_id_compromise_day"] == -1, "tx 1 is known but genuine: no known fraud"
+
+
+def test_rms_amount_of_the_last_14_days_over_the_baseline(engine: Engine) -> None:
+    add_history(
+        engine,
+        [
+            (1, "2018-07-12 12:00:00", 7, 70, 10.00, 0),  # baseline window (t - 30 d, t - 14 d]
+            (2, "2018-07-27 12:00:00", 7, 70, 30.00, 0),  # exactly t - 14 d: baseline, not the 14 days
+            (3, "2018-08-01 09:00:00", 7, 70, 20.00, 0),  # last 14 days
+            (4, "2018-08-05 09:00:00", 7, 70, 100.00, 0),  # last 14 days: the spike
+            (5, "2018-08-10 12:00:00", 7, 70, 50.00, 0),  # the transaction itself: not in its own measure
+        ],
+    )
+    f = features(engine)[5]
+    assert f["customer_id_avg_amount_baseline_window"] == pytest.approx(20.0)
+    # sqrt((20^2 + 100^2) / 2) / 20
+    assert f["customer_rms_amount_14day_to_baseline_ratio"] == pytest.approx((5200**0.5) / 20)
+
+
+def test_rms_ratio_without_recent_transactions_or_without_baseline(engine: Engine) -> None:
+    add_history(
+        engine,
+        [
+            (1, "2018-07-15 12:00:00", 7, 70, 40.00, 0),  # card 7: baseline only
+            (2, "2018-08-10 12:00:00", 7, 70, 60.00, 0),  # nothing else in its last 14 days
+            (3, "2018-08-05 12:00:00", 8, 70, 10.00, 0),  # card 8: new, no baseline
+            (4, "2018-08-10 12:00:00", 8, 70, 50.00, 0),
+        ],
+    )
+    f = features(engine)
+    assert f[2]["customer_id_nb_tx_baseline_window"] == 1
+    assert f[2]["customer_rms_amount_14day_to_baseline_ratio"] == 0, "no other transaction in 14 days"
+    # no baseline: the card's 30-day mean ((10 + 50) / 2) stands in, as for amount_to_baseline_ratio
+    assert f[4]["customer_id_nb_tx_baseline_window"] == 0
+    assert f[4]["customer_rms_amount_14day_to_baseline_ratio"] == pytest.approx(10 / 30)

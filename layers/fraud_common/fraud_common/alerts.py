@@ -3,13 +3,21 @@
 An alert leaves the outbox (`mark_alert_sent`) only after SNS accepted it, so failed publishes
 (throttling, per-entry failures, a crash) are retried by a later cycle: delivery is at-least-once and
 `act_on_alert` is idempotent per transaction id.
+
+Scoring and publishing overlap: while a cycle refreshes and scores, a second thread publishes what the
+previous cycle enqueued (one publish pass per cycle, never two at once, so an alert is never read as
+pending by two passes). The outbox's writes (enqueue, mark sent) never run at the same time: on Redshift
+two concurrent transactions that read and write one table can fail with a serializable isolation error.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -20,7 +28,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from fraud_common import queries
-from fraud_common.dataapi import DataApi
+from fraud_common.dataapi import DataApi, DataApiError
 from fraud_common.settings import IDENTIFIER, AlertSettings, SqlSettings
 
 logger = Logger(child=True)
@@ -34,6 +42,10 @@ ATTRIBUTES = {
     "transaction_id": (("transaction_id",), "Number"),
     "model_version": (("model_version",), "String"),
 }
+# The streaming MV the scoring query reads (created by sql/migrations/001_streams.sql). Each cycle
+# refreshes it before scoring, so a cycle scores what reached the stream just before it instead of what
+# the last AUTO REFRESH happened to bring (AUTO REFRESH runs when the warehouse chooses).
+TRANSACTION_VIEW = "cust_payment_tx_stream"
 
 
 @dataclass
@@ -63,43 +75,75 @@ def current_model(api: DataApi, sql: SqlSettings) -> dict[str, Any] | None:
     return model
 
 
-def score(api: DataApi, sql: SqlSettings, threshold: float) -> tuple[int, int, str | None]:
-    """Score new transactions with the promoted model and enqueue alerts; (scored, enqueued, model)."""
+def refresh_transactions(api: DataApi) -> None:
+    """Bring the transaction view up to date. A failed refresh is logged, not raised: the cycle still
+    scores what AUTO REFRESH ingested and publishes the outbox."""
+    try:
+        api.execute(f"REFRESH MATERIALIZED VIEW {TRANSACTION_VIEW}", name="refresh transactions")
+    except DataApiError as exc:
+        logger.warning(
+            "refresh of the transaction view failed; scoring what is ingested", extra={"error": str(exc)}
+        )
+
+
+def score(
+    api: DataApi, sql: SqlSettings, threshold: float, outbox: threading.Lock | None = None
+) -> tuple[int, int, str | None]:
+    """Refresh the transaction view, score its new transactions with the promoted model and enqueue
+    alerts (holding `outbox`, see the module's docstring); (scored, enqueued, model)."""
     model = current_model(api, sql)
     if model is None:
         logger.warning("no promoted model yet: scoring skipped, pending alerts still published")
         return 0, 0, None
+    refresh_transactions(api)
     placeholders = {
         **sql.placeholders(),
         "MODEL_NAME": model["model_name"],
         "MODEL_FUNCTION": model["function_name"],
     }
     scored = queries.run(api, "score_new_transactions", placeholders, {"threshold": threshold}).rows_affected
-    enqueued = queries.run(api, "enqueue_alerts", placeholders, {"threshold": threshold}).rows_affected
+    with outbox or nullcontext():
+        enqueued = queries.run(api, "enqueue_alerts", placeholders, {"threshold": threshold}).rows_affected
     return max(scored, 0), max(enqueued, 0), model["model_name"]
 
 
-def publish_pending(api: DataApi, sns: Any, topic_arn: str, sql: SqlSettings, limit: int) -> tuple[int, int]:
+def publish_pending(
+    api: DataApi, sns: Any, topic_arn: str, sql: SqlSettings, limit: int, outbox: threading.Lock | None = None
+) -> tuple[int, int]:
     """Publish the outbox's pending alerts in batches of ten; (published, failed).
 
     Each batch SNS accepted is marked sent by one statement, which the warehouse runs while the next
     batch is published (and is waited for before that batch is marked): a mark never precedes its
-    batch's acceptance, and a crash re-publishes at most the two batches around it."""
+    batch's acceptance, and a crash re-publishes at most the two batches around it. `outbox` is held
+    while a mark runs."""
+    outbox = outbox or threading.Lock()
     pending = queries.run(api, "pending_alerts", sql.placeholders(), {"limit": limit}).rows
     mark_sql = queries.load("mark_alert_sent", sql.placeholders())
     published = failed = 0
-    marking: str | None = None  # the previous batch's mark_alert_sent, still running
-    for start in range(0, len(pending), SNS_BATCH):
-        accepted, rejected = publish_batch(sns, topic_arn, pending[start : start + SNS_BATCH])
+    marking: str | None = None  # the previous batch's mark_alert_sent, still running (outbox held)
+    try:
+        for start in range(0, len(pending), SNS_BATCH):
+            accepted, rejected = publish_batch(sns, topic_arn, pending[start : start + SNS_BATCH])
+            if marking is not None:
+                api.wait(marking, mark_sql)
+                marking = None
+                outbox.release()
+            if accepted:
+                outbox.acquire()
+                try:
+                    marking = api.submit(
+                        mark_sql, mark_sent_parameters(accepted), name="query mark_alert_sent"
+                    )
+                finally:
+                    if marking is None:
+                        outbox.release()
+            published += len(accepted)
+            failed += rejected
         if marking is not None:
             api.wait(marking, mark_sql)
-            marking = None
-        if accepted:
-            marking = api.submit(mark_sql, mark_sent_parameters(accepted), name="query mark_alert_sent")
-        published += len(accepted)
-        failed += rejected
-    if marking is not None:
-        api.wait(marking, mark_sql)
+    finally:
+        if marking is not None:
+            outbox.release()
     return published, failed
 
 
@@ -149,12 +193,6 @@ def message_attributes(alert: Mapping[str, Any]) -> dict[str, dict[str, str]]:
     return attributes
 
 
-def run_cycle(api: DataApi, sns: Any, alert: AlertSettings, sql: SqlSettings) -> CycleResult:
-    scored, enqueued, model = score(api, sql, alert.threshold)
-    published, failed = publish_pending(api, sns, alert.topic_arn, sql, alert.batch_limit)
-    return CycleResult(scored, enqueued, published, failed, model)
-
-
 def run(
     api: DataApi,
     alert: AlertSettings,
@@ -163,22 +201,46 @@ def run(
     sns: Any | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> RunResult:
-    """Cycle every poll interval until the next cycle could run into the Lambda's timeout."""
+    """Cycle every poll interval until the next cycle could run into the Lambda's timeout. Each cycle
+    scores, then hands the outbox to a publish pass that runs while the next cycle scores; a cycle
+    waits for the previous pass first, and the run returns after the last pass."""
     sns = sns or boto3.client("sns")
     result = RunResult()
-    while True:
-        cycle = run_cycle(api, sns, alert, sql)
-        result.cycles += 1
-        totals = result.totals
-        totals.scored += cycle.scored
-        totals.enqueued += cycle.enqueued
-        totals.published += cycle.published
-        totals.failed += cycle.failed
-        totals.model = cycle.model or totals.model
-        logger.info("cycle done", extra={"cycle": result.cycles, **cycle.__dict__})
-        if remaining_ms() / 1000 - alert.poll_interval_s < alert.stop_margin_s:
-            return result
-        sleep(alert.poll_interval_s)
+    outbox = threading.Lock()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-alerts") as publisher:
+        publishing: Future[tuple[int, int]] | None = None
+        try:
+            while True:
+                cycle = CycleResult()
+                cycle.scored, cycle.enqueued, cycle.model = score(api, sql, alert.threshold, outbox)
+                previous, publishing = publishing, None
+                if previous is not None:  # the previous cycle's pass
+                    cycle.published, cycle.failed = previous.result()
+                publishing = publisher.submit(
+                    publish_pending, api, sns, alert.topic_arn, sql, alert.batch_limit, outbox
+                )
+                _add(result, cycle)
+                logger.info("cycle done", extra={"cycle": result.cycles, **cycle.__dict__})
+                if remaining_ms() / 1000 - alert.poll_interval_s < alert.stop_margin_s:
+                    break
+                sleep(alert.poll_interval_s)
+        finally:
+            last, publishing = publishing, None
+            if last is not None:
+                last_cycle = CycleResult()
+                last_cycle.published, last_cycle.failed = last.result()  # raises what the pass raised
+                _add(result, last_cycle, count=False)
+    return result
+
+
+def _add(result: RunResult, cycle: CycleResult, count: bool = True) -> None:
+    result.cycles += count
+    totals = result.totals
+    totals.scored += cycle.scored
+    totals.enqueued += cycle.enqueued
+    totals.published += cycle.published
+    totals.failed += cycle.failed
+    totals.model = cycle.model or totals.model
 
 
 def _json_default(value: Any) -> Any:
