@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fraud_common.sqlfiles import fill
 
+from local.evaluate import MODEL_INPUTS
 from local.features import SQL_DIR, compute_history_features, load_history, prepare_history_warehouse
 from local.redshift.engine import Engine
 
@@ -36,7 +37,8 @@ FEATURES_ONLY = (
     " + customer_id_avg_amount_30day_window + terminal_id_risk_1day_window + terminal_id_risk_7day_window"
     " + terminal_id_risk_30day_window + amount_to_baseline_ratio + customer_avg_amount_14day_to_baseline_ratio"
     " + terminal_id_days_since_last_fraud + terminal_id_days_since_first_fraud + terminal_id_last_known_label"
-    " + terminal_id_risk_since_first_fraud) FROM tx_features WHERE source = 'stream'"
+    " + terminal_id_risk_since_first_fraud + terminal_id_compromise_day"
+    " + customer_rms_amount_14day_to_baseline_ratio) FROM tx_features WHERE source = 'stream'"
 )
 
 
@@ -81,17 +83,8 @@ def refresh_stream(engine: Engine, batch: int) -> None:
 
 def train(engine: Engine) -> None:
     engine.execute(
-        """CREATE MODEL bench_model
-        FROM (SELECT tx_amount, tx_during_weekend, tx_during_night, customer_id_nb_tx_1day_window,
-                     customer_id_avg_amount_1day_window, customer_id_nb_tx_7day_window,
-                     customer_id_avg_amount_7day_window, customer_id_nb_tx_30day_window,
-                     customer_id_avg_amount_30day_window, terminal_id_nb_tx_1day_window,
-                     terminal_id_risk_1day_window, terminal_id_nb_tx_7day_window, terminal_id_risk_7day_window,
-                     terminal_id_nb_tx_30day_window, terminal_id_risk_30day_window,
-                     customer_id_nb_tx_baseline_window, customer_id_avg_amount_baseline_window,
-                     amount_to_baseline_ratio, customer_avg_amount_14day_to_baseline_ratio,
-                     terminal_id_days_since_last_fraud, terminal_id_days_since_first_fraud,
-                     terminal_id_last_known_label, terminal_id_risk_since_first_fraud, tx_fraud
+        f"""CREATE MODEL bench_model
+        FROM (SELECT {", ".join(column.lower() for column in MODEL_INPUTS["all"])}, tx_fraud
               FROM training_set
               WHERE tx_datetime > DATEADD(day, -7, (SELECT MAX(tx_datetime) FROM training_set)))
         TARGET tx_fraud FUNCTION fn_bench IAM_ROLE default AUTO OFF MODEL_TYPE XGBOOST
