@@ -118,6 +118,7 @@ class Engine:
         self._clock_version = 0
         self._clock_seen: dict[int, int] = {}  # connection id -> clock version it has applied
         self._translations: dict[tuple[str, tuple[tuple[str, str], ...]], _Translation] = {}
+        self._schema_changes = 0  # DDL seen: a translation made before one is not kept
         self._closed = False
         catalog.install(self._db)
         self.ml: Any = None
@@ -183,6 +184,7 @@ class Engine:
         con = self.connection()
         self.prepare(con)
         results: list[Result] = []
+        schema_changes = self._schema_changes
         con.execute("BEGIN")
         try:
             for sql in sqls:
@@ -200,6 +202,10 @@ class Engine:
             error = from_duckdb(exc)
             error.statement_index = _failed_index(results, sqls)
             raise error from exc
+        finally:
+            if self._schema_changes != schema_changes:
+                # translations made inside the batch saw its DDL before (or without) its commit
+                self._forget_translations()
         return results
 
     def refresh(self, mv_name: str) -> int:
@@ -224,6 +230,7 @@ class Engine:
     ) -> Result:
         if self.ml is not None and self.ml.handles(sql):
             return self.ml.execute(sql, con)
+        schema_changes = self._schema_changes
         words = tr.leading_words(sql, 4)
         head = words[0] if words else ""
         if head in _TXN_BEGIN:
@@ -245,18 +252,18 @@ class Engine:
             self.streaming.refresh(name, refresh_type="Manual")
             return Result()
         if head == "CREATE" and words[1:3] == ["EXTERNAL", "SCHEMA"]:
-            self._translations.clear()  # the stream-source check depends on the external schemas
+            self._forget_translations()  # the stream-source check depends on the external schemas
             self.streaming.create_external_schema(con, sql)
             return Result()
         if head == "SET":
             return Result()  # Redshift session settings (search_path, datestyle, ...): per session, ignored
         expression = tr.parse(sql)
         if isinstance(expression, exp.Create) and _is_materialized(expression):
-            self._translations.clear()
+            self._forget_translations()
             self.streaming.create_materialized_view(con, expression, sql)
             return Result()
         if isinstance(expression, exp.Drop):
-            self._translations.clear()
+            self._forget_translations()
             handled = self.streaming.drop(con, expression)
             if handled:
                 return Result()
@@ -266,14 +273,21 @@ class Engine:
         self.streaming.check_not_stream_source(expression)
         translation = _Translation.of(expression)
         if not translation.cacheable:
-            self._translations.clear()
+            self._forget_translations()
         result = self._run(con, translation)
         if translation.cacheable:
             with self._lock:
+                if self._schema_changes != schema_changes:
+                    return result  # translated against a schema that may be gone
                 if len(self._translations) >= _TRANSLATIONS_KEPT:
                     self._translations.pop(next(iter(self._translations)))  # the oldest
                 self._translations[key] = translation
         return result
+
+    def _forget_translations(self) -> None:
+        with self._lock:  # never while another thread evicts the oldest
+            self._translations.clear()
+            self._schema_changes += 1
 
     def _schema(self, con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
         """Column types of every table and view, for the type-dependent Redshift rules."""

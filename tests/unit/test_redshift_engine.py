@@ -165,6 +165,19 @@ def test_repeated_statements_reuse_their_translation_until_the_schema_changes():
         retyped = engine.execute(query, {"floor": "1"})
         assert retyped.columns[0].type_name == "float8"
         assert retyped.rows[0][0] == pytest.approx(10 / 3)
+        # a batch whose DDL is rolled back leaves no translation made against its schema
+        with pytest.raises(RedshiftError, match="missing_table"):
+            engine.execute_batch(
+                [
+                    "DROP TABLE prices",
+                    "CREATE TABLE prices (amount decimal(10, 2))",
+                    "INSERT INTO prices VALUES (10.00)",
+                    query,
+                    "SELECT * FROM missing_table",
+                ],
+                {"floor": "1"},
+            )
+        assert engine.execute(query, {"floor": "1"}).columns[0].type_name == "float8"
         # a failing statement is not kept: it fails again with the same clear error
         for _ in range(2):
             with pytest.raises(RedshiftError, match="missing_table"):
