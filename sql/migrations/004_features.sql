@@ -162,8 +162,11 @@ WHERE s.refresh_time >= (SELECT COALESCE(MAX(stream_refresh_time), '1900-01-01':
 -- running count and sums there (LAST_VALUE ... IGNORE NULLS over the probes' partition: no join back,
 -- and no running SUM over the probes, which DuckDB computes far more slowly than LAST_VALUE).
 -- A window is then a difference of running sums: O(N log N), no range self-join, no RANGE frame.
--- (Measured dead end: start-of-day rows with an equality join on (card, day) per bound halved the
--- full-history time but doubled a scoring pass: bench/features.py and bench/scoring.py.)
+-- (Measured dead ends: start-of-day rows with an equality join on (card, day) per bound halved the
+-- full-history time but doubled a scoring pass; each transaction listed on every day up to its next
+-- one, found by an equality join per bound, traded the probe sorts for as much join work; one sort of
+-- transactions and probes with running SUMs instead of LAST_VALUE was 3x slower in DuckDB. See
+-- bench/features.py and bench/scoring.py.)
 CREATE OR REPLACE VIEW tx_features AS
 WITH targets AS (
     SELECT transaction_id, tx_datetime, customer_id, terminal_id, tx_amount, tx_fraud, source,
@@ -187,10 +190,12 @@ customer_events AS (
            SUM(e.tx_amount::float8 * e.tx_amount::float8) OVER (PARTITION BY e.customer_id
                                                                 ORDER BY e.tx_datetime, e.transaction_id
                                                                 ROWS UNBOUNDED PRECEDING) AS squares_so_far,
-           LEAD(e.tx_datetime) OVER (PARTITION BY e.customer_id ORDER BY e.tx_datetime, e.transaction_id) AS next_at
+           LEAD(e.tx_datetime) OVER (PARTITION BY e.customer_id
+                                     ORDER BY e.tx_datetime, e.transaction_id) AS next_at
     FROM tx_events e
     JOIN customer_scope s
-      ON s.customer_id = e.customer_id AND e.tx_datetime > DATEADD(day, -30, s.first_at) AND e.tx_datetime <= s.last_at
+      ON s.customer_id = e.customer_id AND e.tx_datetime > DATEADD(day, -30, s.first_at)
+     AND e.tx_datetime <= s.last_at
 ),
 -- each window bound (t - n days) sorted among the card's transactions (after those of its second: a
 -- bound has no position, NULLS LAST): the last transaction before it gives the running sums there.
@@ -209,10 +214,14 @@ customer_probes AS (
         SELECT e.customer_id, e.tx_datetime AS point_at, NULL::bigint AS target_id,
                NULL::integer AS days_back, e.position, e.amount_so_far
         FROM customer_events e
-        WHERE (e.tx_datetime <= DATEADD(day, -1, e.last_at) AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -1, e.first_at)))
-           OR (e.tx_datetime <= DATEADD(day, -7, e.last_at) AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -7, e.first_at)))
-           OR (e.tx_datetime <= DATEADD(day, -14, e.last_at) AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -14, e.first_at)))
-           OR (e.tx_datetime <= DATEADD(day, -30, e.last_at) AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -30, e.first_at)))
+        WHERE (e.tx_datetime <= DATEADD(day, -1, e.last_at)
+               AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -1, e.first_at)))
+           OR (e.tx_datetime <= DATEADD(day, -7, e.last_at)
+               AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -7, e.first_at)))
+           OR (e.tx_datetime <= DATEADD(day, -14, e.last_at)
+               AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -14, e.first_at)))
+           OR (e.tx_datetime <= DATEADD(day, -30, e.last_at)
+               AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -30, e.first_at)))
         UNION ALL
         SELECT t.customer_id, DATEADD(day, -w.days_back, t.tx_datetime), t.transaction_id, w.days_back,
                NULL::bigint, NULL::float8
@@ -259,7 +268,8 @@ terminal_events AS (
            ROW_NUMBER() OVER (PARTITION BY e.terminal_id ORDER BY e.tx_datetime, e.transaction_id) AS position,
            SUM(COALESCE(e.tx_fraud, 0)) OVER (PARTITION BY e.terminal_id ORDER BY e.tx_datetime, e.transaction_id
                                               ROWS UNBOUNDED PRECEDING) AS frauds_so_far,
-           LEAD(e.tx_datetime) OVER (PARTITION BY e.terminal_id ORDER BY e.tx_datetime, e.transaction_id) AS next_at
+           LEAD(e.tx_datetime) OVER (PARTITION BY e.terminal_id
+                                     ORDER BY e.tx_datetime, e.transaction_id) AS next_at
     FROM tx_events e
     JOIN terminal_scope s
       ON s.terminal_id = e.terminal_id AND e.tx_datetime > DATEADD(day, -37, s.first_at)
@@ -277,10 +287,14 @@ terminal_probes AS (
         SELECT e.terminal_id, e.tx_datetime AS point_at, NULL::bigint AS target_id,
                NULL::integer AS days_back, e.position, e.frauds_so_far
         FROM terminal_events e
-        WHERE (e.tx_datetime <= DATEADD(day, -7, e.last_at) AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -7, e.first_at)))
-           OR (e.tx_datetime <= DATEADD(day, -8, e.last_at) AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -8, e.first_at)))
-           OR (e.tx_datetime <= DATEADD(day, -14, e.last_at) AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -14, e.first_at)))
-           OR (e.tx_datetime <= DATEADD(day, -37, e.last_at) AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -37, e.first_at)))
+        WHERE (e.tx_datetime <= DATEADD(day, -7, e.last_at)
+               AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -7, e.first_at)))
+           OR (e.tx_datetime <= DATEADD(day, -8, e.last_at)
+               AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -8, e.first_at)))
+           OR (e.tx_datetime <= DATEADD(day, -14, e.last_at)
+               AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -14, e.first_at)))
+           OR (e.tx_datetime <= DATEADD(day, -37, e.last_at)
+               AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -37, e.first_at)))
         UNION ALL
         SELECT t.terminal_id, DATEADD(day, -w.days_back, t.tx_datetime), t.transaction_id, w.days_back,
                NULL::bigint, NULL::bigint
