@@ -99,6 +99,7 @@ class StreamingManager:
         self._worker = threading.local()
         self._dropped: dict[str, float] = {}  # MV name -> when a DROP of it ran (monotonic seconds)
         self._shard_ids: dict[str, tuple[float, list[str]]] = {}  # stream -> (listed at, shard ids)
+        self._refreshed: dict[str, float] = {}  # MV name -> when its last refresh succeeded (monotonic)
         # (MV, shard) -> (sequence number the iterator follows, iterator, obtained at); see _iterator
         self._positions: dict[tuple[str, str], tuple[str | None, str, float]] = {}
 
@@ -279,6 +280,7 @@ class StreamingManager:
                 if isinstance(exc, duckdb.Error):
                     raise from_duckdb(exc) from exc
                 raise RedshiftError(f"materialized view refresh failed: {exc}", "XX000") from exc
+            self._refreshed[view.name] = time.monotonic()
             status = "Refresh successfully updated MV incrementally" if added else "MV was already updated"
             if view.kind == "regular":
                 status = "Refresh successfully recomputed MV from scratch"
@@ -614,6 +616,8 @@ class StreamingManager:
                     return
                 if time.monotonic() - self._dropped.get(name, -1e9) < DROP_GRACE_SECONDS:
                     continue
+                if time.monotonic() - self._refreshed.get(name, -1e9) < interval:
+                    continue  # a manual REFRESH (e.g. score_and_alert's, every cycle) just did it
                 try:
                     self.refresh(name, refresh_type="Auto")
                 except Exception as exc:  # recorded in SYS_MV_REFRESH_HISTORY; the next tick retries

@@ -387,3 +387,64 @@ def test_up_prints_exports_and_stops_cleanly_on_ctrl_c(tmp_path: Path, mini_temp
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert not (tmp_path / "d" / LOCK_FILE).exists()
+
+
+# ------------------------------------------------------- streaming refresh: kept shard lists and iterators
+
+
+def test_refresh_keeps_shard_lists_and_iterators_and_replaces_an_expired_iterator(aws_endpoints) -> None:
+    """score_and_alert refreshes the transaction MV every cycle: a refresh after the first reads on with
+    the iterators the last one ended with (no ListShards, no GetShardIterator); an iterator Kinesis
+    has expired is replaced from the committed checkpoint, losing and repeating nothing."""
+    from local.redshift import streaming
+    from local.redshift.engine import Engine
+
+    kinesis = boto3.client("kinesis")
+    stream = f"refresh-{os.getpid()}-{time.monotonic_ns()}"
+    kinesis.create_stream(StreamName=stream, ShardCount=2)
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.1})
+
+    def put(ids: range) -> None:
+        records = [{"Data": json.dumps({"ID": i}).encode(), "PartitionKey": f"k{i}"} for i in ids]
+        assert kinesis.put_records(StreamName=stream, Records=records)["FailedRecordCount"] == 0
+
+    engine = Engine(":memory:", auto_refresh_interval=None)
+    try:
+        engine.execute("CREATE EXTERNAL SCHEMA kin FROM KINESIS IAM_ROLE default")
+        engine.execute(
+            "CREATE MATERIALIZED VIEW mv AS SELECT json_extract_path_text(from_varbyte(kinesis_data, 'utf-8'), "
+            f"'ID')::int AS id FROM kin.\"{stream}\" WHERE can_json_parse(kinesis_data)"
+        )
+        client = engine.streaming._kinesis()
+        calls: list[str] = []
+        client.meta.events.register("before-call.kinesis.*", lambda model, **_: calls.append(model.name))
+        put(range(0, 20))
+        assert engine.refresh("mv") == 20
+        assert calls.count("ListShards") == 1 and calls.count("GetShardIterator") == 2
+        calls.clear()
+        put(range(20, 30))
+        assert engine.refresh("mv") == 10
+        assert set(calls) == {"GetRecords"}
+
+        real_get_records = client.get_records
+        expired: list[str] = []
+
+        def get_records(**kwargs):  # Kinesis expires an iterator after 5 minutes
+            if not expired:
+                expired.append(kwargs["ShardIterator"])
+                raise client.exceptions.ExpiredIteratorException(
+                    {"Error": {"Code": "ExpiredIteratorException", "Message": "Iterator expired"}},
+                    "GetRecords",
+                )
+            return real_get_records(**kwargs)
+
+        client.get_records = get_records
+        calls.clear()
+        put(range(30, 40))
+        assert engine.refresh("mv") == 10
+        assert expired and calls.count("GetShardIterator") == 1
+        ids = [row[0] for row in engine.execute("SELECT id FROM mv ORDER BY id").rows]
+        assert ids == list(range(40))
+        assert streaming.ITERATOR_TTL < 300  # kept iterators are renewed before Kinesis' 5 minutes
+    finally:
+        engine.close()

@@ -4,19 +4,24 @@ batch card locks exactly once per alerted transaction (moto), promotion rule."""
 from __future__ import annotations
 
 import json
+import threading
+import time
+from pathlib import Path
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
-from fraud_common import actions
+from fraud_common import actions, alerts
 from fraud_common.actions import lock_cards
 from fraud_common.alerts import message_attributes, publish_batch
-from fraud_common.settings import ActionSettings, SqlSettings
+from fraud_common.dataapi import DataApi, StatementError, StatementResult
+from fraud_common.settings import ActionSettings, AlertSettings, SqlSettings, WarehouseSettings
 from fraud_common.training import ModelStatus, not_worse, version_names
 from moto import mock_aws
 
 pytestmark = pytest.mark.unit
+REPO = Path(__file__).resolve().parents[2]
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:card-fraud-fraud-alerts"
 ALERTS = [
@@ -188,3 +193,161 @@ def test_a_failed_transaction_writes_nothing_and_returns_the_whole_batch(dynamod
         "batchItemFailures": [{"itemIdentifier": m} for m in ("m2", "m1", "m3")]
     }
     assert _items(dynamodb) == broken
+
+
+# ------------------------------------------------------------------ score_and_alert: cycles and passes
+
+SQL_SETTINGS = SqlSettings("t", "l", "default", "b", "fraud_model", "fn_fraud_score", 5400, 10_000_000)
+WAREHOUSE = WarehouseSettings(database="dev", workgroup="card-fraud-wg", statement_timeout_s=10)
+
+
+@pytest.fixture
+def redshift_data():
+    client = boto3.client("redshift-data", region_name="us-east-1")
+    with Stubber(client) as stub:
+        client.stub = stub
+        yield client
+        stub.assert_no_pending_responses()
+
+
+def test_the_refreshed_view_is_the_streaming_view_the_scoring_reads() -> None:
+    sql = REPO / "sql"
+    streams = (sql / "migrations" / "001_streams.sql").read_text()
+    assert f"CREATE MATERIALIZED VIEW {alerts.TRANSACTION_VIEW}\nAUTO REFRESH YES" in streams
+    assert f"FROM {alerts.TRANSACTION_VIEW} s" in (sql / "migrations" / "004_features.sql").read_text()
+
+
+def test_a_failed_refresh_is_logged_and_the_cycle_goes_on(redshift_data, monkeypatch) -> None:
+    warnings: list[str] = []
+    monkeypatch.setattr(alerts.logger, "warning", lambda message, **_: warnings.append(message))
+    statement = "11111111-2222-3333-4444-555555555555"
+    redshift_data.stub.add_response(
+        "execute_statement",
+        {"Id": statement},
+        {
+            "Sql": f"REFRESH MATERIALIZED VIEW {alerts.TRANSACTION_VIEW}",
+            "StatementName": "refresh transactions",
+            "Database": "dev",
+            "WorkgroupName": "card-fraud-wg",
+        },
+    )
+    redshift_data.stub.add_response(
+        "describe_statement",
+        {"Id": statement, "Status": "FAILED", "Error": "ERROR: cannot reach Kinesis stream"},
+        {"Id": statement, "WaitTimeSeconds": ANY},
+    )
+    alerts.refresh_transactions(DataApi(WAREHOUSE, client=redshift_data))  # does not raise
+    assert warnings == ["refresh of the transaction view failed; scoring what is ingested"]
+
+
+def test_ended_is_one_describe_without_waiting_and_raises_when_the_statement_failed(redshift_data) -> None:
+    api = DataApi(WAREHOUSE, client=redshift_data)
+    for status, extra in (("STARTED", {}), ("FINISHED", {}), ("FAILED", {"Error": "ERROR: boom"})):
+        redshift_data.stub.add_response(
+            "describe_statement", {"Id": "s1", "Status": status, **extra}, {"Id": "s1"}
+        )
+    assert api.ended("s1", "UPDATE x") is False
+    assert api.ended("s1", "UPDATE x") is True
+    with pytest.raises(StatementError, match="boom"):
+        api.ended("s1", "UPDATE x")
+
+
+def test_marks_cover_what_sns_accepted_while_the_previous_mark_ran(redshift_data, monkeypatch) -> None:
+    """25 pending alerts: the first batch's mark runs while batches 2 and 3 are published, then one mark
+    takes their 15 alerts; publishing never waited for a mark, and no mark precedes its batch."""
+    pending = [{"transaction_id": tx} for tx in range(100, 125)]
+    events: list[str] = []
+
+    def run_query(api, name, placeholders, parameters=None):
+        assert name == "pending_alerts"
+        return StatementResult("p", rows=pending)
+
+    def publish(sns, topic, batch):
+        events.append(f"publish {batch[0]['transaction_id']}")
+        return [(a["transaction_id"], f"m-{a['transaction_id']}") for a in batch], 0
+
+    monkeypatch.setattr(alerts.queries, "run", run_query)
+    monkeypatch.setattr(alerts, "publish_batch", publish)
+    mark_sql = alerts.queries.load("mark_alert_sent", SQL_SETTINGS.placeholders())
+    stub = redshift_data.stub
+
+    def mark(statement: str, ids: range) -> None:
+        message_ids = json.dumps({str(tx): f"m-{tx}" for tx in ids})
+        stub.add_response(
+            "execute_statement",
+            {"Id": statement},
+            {
+                "Sql": mark_sql,
+                "Parameters": [{"name": "message_ids", "value": message_ids}],
+                "StatementName": "query mark_alert_sent",
+                "Database": "dev",
+                "WorkgroupName": "card-fraud-wg",
+            },
+        )
+
+    mark("mark-1", range(100, 110))
+    stub.add_response("describe_statement", {"Id": "mark-1", "Status": "STARTED"}, {"Id": "mark-1"})
+    stub.add_response("describe_statement", {"Id": "mark-1", "Status": "STARTED"}, {"Id": "mark-1"})
+    stub.add_response(
+        "describe_statement", {"Id": "mark-1", "Status": "FINISHED"}, {"Id": "mark-1", "WaitTimeSeconds": ANY}
+    )
+    mark("mark-2", range(110, 125))
+    stub.add_response(
+        "describe_statement", {"Id": "mark-2", "Status": "FINISHED"}, {"Id": "mark-2", "WaitTimeSeconds": ANY}
+    )
+    outbox = threading.Lock()
+    api = DataApi(WAREHOUSE, client=redshift_data)
+    assert alerts.publish_pending(api, None, TOPIC, SQL_SETTINGS, 500, outbox) == (25, 0)
+    assert events == ["publish 100", "publish 110", "publish 120"]
+    assert outbox.acquire(blocking=False)  # released
+
+
+def _cycles(monkeypatch, score_calls: list[float], pass_gate: threading.Event, cycles: int):
+    """alerts.run with score and publish_pending replaced by recorders: each cycle scores 5 and
+    enqueues 1; each publish pass publishes 1 once `pass_gate` is set."""
+    passes: list[float] = []
+
+    def score(api, sql, threshold, outbox=None):
+        score_calls.append(time.monotonic())
+        return 5, 1, "m"
+
+    def publish(api, sns, topic, sql, limit, outbox=None):
+        passes.append(time.monotonic())
+        assert pass_gate.wait(10)
+        return 1, 0
+
+    monkeypatch.setattr(alerts, "score", score)
+    monkeypatch.setattr(alerts, "publish_pending", publish)
+    settings = AlertSettings(TOPIC, 0.5, poll_interval_s=0.0, batch_limit=500, stop_margin_s=0.5)
+    left = iter(range(cycles - 1, -1, -1))
+    return passes, lambda sleep: alerts.run(
+        None, settings, SQL_SETTINGS, lambda: next(left) * 1000, sns=object(), sleep=sleep
+    )
+
+
+def test_cycles_go_on_scoring_while_a_slow_publish_pass_runs(monkeypatch) -> None:
+    scored: list[float] = []
+    gate = threading.Event()
+    passes, run = _cycles(monkeypatch, scored, gate, cycles=4)
+
+    def sleep(_s: float) -> None:
+        if len(scored) == 3:  # cycles 2 and 3 ran while the first pass was held: let it finish
+            gate.set()
+            time.sleep(0.2)
+
+    result = run(sleep)
+    assert result.cycles == 4 and result.totals.scored == 20 and result.totals.enqueued == 4
+    # pass 1 from cycle 1, pass 2 from cycle 4 (the first was done by then), no last pass needed
+    assert len(passes) == 2 and passes[1] > scored[3]
+    assert result.totals.published == 2
+
+
+def test_the_run_ends_with_a_pass_over_what_cycles_enqueued_during_a_running_pass(monkeypatch) -> None:
+    scored: list[float] = []
+    gate = threading.Event()
+    passes, run = _cycles(monkeypatch, scored, gate, cycles=2)
+    threading.Timer(0.3, gate.set).start()
+    result = run(lambda _s: None)
+    # cycle 2 enqueued while pass 1 was held: the run waits for pass 1, then publishes once more
+    assert result.cycles == 2 and len(passes) == 2 and passes[1] > scored[1]
+    assert result.totals.published == 2

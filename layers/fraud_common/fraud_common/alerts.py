@@ -4,9 +4,9 @@ An alert leaves the outbox (`mark_alert_sent`) only after SNS accepted it, so fa
 (throttling, per-entry failures, a crash) are retried by a later cycle: delivery is at-least-once and
 `act_on_alert` is idempotent per transaction id.
 
-Scoring and publishing overlap: while a cycle refreshes and scores, a second thread publishes what the
-previous cycle enqueued (one publish pass per cycle, never two at once, so an alert is never read as
-pending by two passes). The outbox's writes (enqueue, mark sent) never run at the same time: on Redshift
+Scoring and publishing overlap: while a cycle refreshes and scores, a second thread publishes what
+earlier cycles enqueued (one publish pass at a time, so an alert is never read as pending by two
+passes; scoring does not wait for a slow pass). The outbox's writes (enqueue, mark sent) never run at the same time: on Redshift
 two concurrent transactions that read and write one table can fail with a serializable isolation error.
 """
 
@@ -33,6 +33,7 @@ from fraud_common.settings import IDENTIFIER, AlertSettings, SqlSettings
 
 logger = Logger(child=True)
 SNS_BATCH = 10  # PublishBatch accepts at most 10 entries
+MARK_LIMIT = 100  # alerts per mark_alert_sent: its JSON parameter stays far below Redshift's 64 KB varchar
 # Message attributes for subscription filter policies: attribute -> (outbox column(s), SNS data type).
 ATTRIBUTES = {
     "score": (("score",), "Number"),
@@ -112,39 +113,54 @@ def publish_pending(
 ) -> tuple[int, int]:
     """Publish the outbox's pending alerts in batches of ten; (published, failed).
 
-    Each batch SNS accepted is marked sent by one statement, which the warehouse runs while the next
-    batch is published (and is waited for before that batch is marked): a mark never precedes its
-    batch's acceptance, and a crash re-publishes at most the two batches around it. `outbox` is held
-    while a mark runs."""
+    What SNS accepted is marked sent by mark_alert_sent statements that run while the next batches are
+    published: whenever no mark is running, one starts for every alert accepted since the last one
+    (publishing never waits for the warehouse). A mark never precedes its alerts' acceptance, and a
+    crash re-publishes only the alerts accepted since the last finished mark. `outbox` is held while
+    a mark runs."""
     outbox = outbox or threading.Lock()
     pending = queries.run(api, "pending_alerts", sql.placeholders(), {"limit": limit}).rows
     mark_sql = queries.load("mark_alert_sent", sql.placeholders())
     published = failed = 0
-    marking: str | None = None  # the previous batch's mark_alert_sent, still running (outbox held)
+    unmarked: list[tuple[Any, str]] = []  # accepted by SNS, not in a mark yet
+    marking: str | None = None  # the running mark_alert_sent (outbox held)
     try:
         for start in range(0, len(pending), SNS_BATCH):
             accepted, rejected = publish_batch(sns, topic_arn, pending[start : start + SNS_BATCH])
-            if marking is not None:
-                api.wait(marking, mark_sql)
-                marking = None
-                outbox.release()
-            if accepted:
-                outbox.acquire()
-                try:
-                    marking = api.submit(
-                        mark_sql, mark_sent_parameters(accepted), name="query mark_alert_sent"
-                    )
-                finally:
-                    if marking is None:
-                        outbox.release()
             published += len(accepted)
             failed += rejected
+            unmarked += accepted
+            if marking is not None and api.ended(marking, mark_sql):
+                marking = None
+                outbox.release()
+            if marking is None and unmarked and outbox.acquire(blocking=False):  # else: enqueue is running
+                marking, unmarked = _submit_mark(api, mark_sql, unmarked, outbox), unmarked[MARK_LIMIT:]
         if marking is not None:
             api.wait(marking, mark_sql)
+            marking = None
+            outbox.release()
+        while unmarked:
+            outbox.acquire()
+            marking, unmarked = _submit_mark(api, mark_sql, unmarked, outbox), unmarked[MARK_LIMIT:]
+            api.wait(marking, mark_sql)
+            marking = None
+            outbox.release()
     finally:
         if marking is not None:
             outbox.release()
     return published, failed
+
+
+def _submit_mark(
+    api: DataApi, mark_sql: str, accepted: Sequence[tuple[Any, str]], outbox: threading.Lock
+) -> str:
+    """Start mark_alert_sent for the first MARK_LIMIT accepted alerts; `outbox` (held by the caller) is
+    released if the statement could not be submitted."""
+    try:
+        return api.submit(mark_sql, mark_sent_parameters(accepted[:MARK_LIMIT]), name="query mark_alert_sent")
+    except BaseException:
+        outbox.release()
+        raise
 
 
 def mark_sent_parameters(accepted: Sequence[tuple[Any, str]]) -> dict[str, str]:
@@ -201,35 +217,46 @@ def run(
     sns: Any | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> RunResult:
-    """Cycle every poll interval until the next cycle could run into the Lambda's timeout. Each cycle
-    scores, then hands the outbox to a publish pass that runs while the next cycle scores; a cycle
-    waits for the previous pass first, and the run returns after the last pass."""
+    """Cycle every poll interval until the next cycle could run into the Lambda's timeout. After each
+    cycle's scoring, a publish pass starts in a second thread unless the previous one still runs (the
+    next cycle scores meanwhile, so slow publishing never holds scoring up); the run returns after a
+    last pass over what the cycles enqueued."""
     sns = sns or boto3.client("sns")
     result = RunResult()
     outbox = threading.Lock()
+
+    def collect(pass_: Future[tuple[int, int]], cycle: CycleResult) -> None:
+        published, failed = pass_.result()  # raises what the pass raised
+        cycle.published += published
+        cycle.failed += failed
+
+    # Leaving the `with` waits for a running pass, also when a cycle raised (its error is the one raised).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-alerts") as publisher:
         publishing: Future[tuple[int, int]] | None = None
-        try:
-            while True:
-                cycle = CycleResult()
-                cycle.scored, cycle.enqueued, cycle.model = score(api, sql, alert.threshold, outbox)
-                previous, publishing = publishing, None
-                if previous is not None:  # the previous cycle's pass
-                    cycle.published, cycle.failed = previous.result()
+        unpublished = False  # a cycle enqueued alerts after the running pass read the outbox
+        while True:
+            cycle = CycleResult()
+            cycle.scored, cycle.enqueued, cycle.model = score(api, sql, alert.threshold, outbox)
+            unpublished = unpublished or cycle.enqueued > 0
+            if publishing is None or publishing.done():
+                if publishing is not None:
+                    collect(publishing, cycle)
                 publishing = publisher.submit(
                     publish_pending, api, sns, alert.topic_arn, sql, alert.batch_limit, outbox
                 )
-                _add(result, cycle)
-                logger.info("cycle done", extra={"cycle": result.cycles, **cycle.__dict__})
-                if remaining_ms() / 1000 - alert.poll_interval_s < alert.stop_margin_s:
-                    break
-                sleep(alert.poll_interval_s)
-        finally:
-            last, publishing = publishing, None
-            if last is not None:
-                last_cycle = CycleResult()
-                last_cycle.published, last_cycle.failed = last.result()  # raises what the pass raised
-                _add(result, last_cycle, count=False)
+                unpublished = False
+            _add(result, cycle)
+            logger.info("cycle done", extra={"cycle": result.cycles, **cycle.__dict__})
+            if remaining_ms() / 1000 - alert.poll_interval_s < alert.stop_margin_s:
+                break
+            sleep(alert.poll_interval_s)
+        last = CycleResult()
+        collect(publishing, last)
+        if unpublished:
+            published, failed = publish_pending(api, sns, alert.topic_arn, sql, alert.batch_limit, outbox)
+            last.published += published
+            last.failed += failed
+        _add(result, last, count=False)
     return result
 
 

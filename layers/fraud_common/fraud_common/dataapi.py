@@ -130,22 +130,18 @@ class DataApi:
             # is seen FINISHED as soon as it is, instead of at the next backoff step.
             wait_s = min(MAX_SERVER_WAIT_S, max(1, math.ceil(deadline - self._clock())))
             described = self.client.describe_statement(Id=statement_id, WaitTimeSeconds=wait_s)
-            status = described["Status"]
-            if status == "FINISHED":
+            if _ended(described, statement_id, sql):
                 return described
-            if status in ("FAILED", "ABORTED"):
-                failed_sql = sql
-                for sub in described.get("SubStatements", []):  # batch: name the statement that failed
-                    if sub.get("Status") in ("FAILED", "ABORTED"):
-                        failed_sql = sub.get("QueryString", sql)
-                        break
-                message = described.get("Error") or f"statement {status.lower()}"
-                raise StatementError(message, failed_sql, statement_id, status)
             if self._clock() >= deadline:
                 self._cancel(statement_id)
                 raise StatementTimeout(sql, statement_id, self.settings.statement_timeout_s)
             self._sleep(delay)
             delay = min(delay * 2, MAX_POLL_S)
+
+    def ended(self, statement_id: str, sql: str) -> bool:
+        """Whether the statement has finished, from one DescribeStatement without waiting; raises
+        StatementError if it failed."""
+        return _ended(self.client.describe_statement(Id=statement_id), statement_id, sql)
 
     def fetch(self, statement_id: str) -> Iterator[dict[str, Any]]:
         """All result rows, page by page, as plain dicts keyed by column name."""
@@ -167,6 +163,23 @@ class DataApi:
             self.client.cancel_statement(Id=statement_id)
         except Exception:  # it may have finished meanwhile; the timeout error still stands
             pass
+
+
+def _ended(described: Mapping[str, Any], statement_id: str, sql: str) -> bool:
+    """True when FINISHED, False while running; StatementError (naming a batch's failing statement)
+    when FAILED or ABORTED."""
+    status = described["Status"]
+    if status == "FINISHED":
+        return True
+    if status in ("FAILED", "ABORTED"):
+        failed_sql = sql
+        for sub in described.get("SubStatements", []):  # batch: name the statement that failed
+            if sub.get("Status") in ("FAILED", "ABORTED"):
+                failed_sql = sub.get("QueryString", sql)
+                break
+        message = described.get("Error") or f"statement {status.lower()}"
+        raise StatementError(message, failed_sql, statement_id, status)
+    return False
 
 
 def to_parameters(parameters: Mapping[str, Any]) -> list[dict[str, str]]:
