@@ -31,14 +31,11 @@ from local.redshift.engine import Engine
 
 PLACEHOLDERS = {"MODEL_FUNCTION": "fn_bench", "MODEL_NAME": "bench_model"}
 NEW_TRANSACTIONS = 2_000
-# the features of the unscored stream rows, every column computed (the sums keep the optimizer from pruning)
+# the features of the unscored stream rows, every model input computed (the sum keeps the optimizer from
+# pruning any of them)
 FEATURES_ONLY = (
-    "SELECT count(*), sum(customer_id_avg_amount_1day_window + customer_id_avg_amount_7day_window"
-    " + customer_id_avg_amount_30day_window + terminal_id_risk_1day_window + terminal_id_risk_7day_window"
-    " + terminal_id_risk_30day_window + amount_to_baseline_ratio + customer_avg_amount_14day_to_baseline_ratio"
-    " + terminal_id_days_since_last_fraud + terminal_id_days_since_first_fraud + terminal_id_last_known_label"
-    " + terminal_id_risk_since_first_fraud + terminal_id_compromise_day"
-    " + customer_rms_amount_14day_to_baseline_ratio) FROM tx_features WHERE source = 'stream'"
+    f"SELECT count(*), sum({' + '.join(column.lower() for column in MODEL_INPUTS['all'])})"
+    " FROM tx_features WHERE source = 'stream'"
 )
 
 

@@ -47,7 +47,7 @@ EXTRA_FEATURES = (
     "TERMINAL_ID_LAST_KNOWN_LABEL",
     "TERMINAL_ID_RISK_SINCE_FIRST_FRAUD",
     "TERMINAL_ID_COMPROMISE_DAY",
-    "CUSTOMER_RMS_AMOUNT_14DAY_TO_BASELINE_RATIO",
+    "CUSTOMER_QUARTIC_MEAN_AMOUNT_14DAY_TO_BASELINE_RATIO",
 )
 
 # A backfill has no Kinesis: the stream views the feature definition reads exist, empty, with the

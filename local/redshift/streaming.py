@@ -312,8 +312,10 @@ class StreamingManager:
         }
         positions: dict[str, tuple[str | None, str]] = {}  # shard -> (last sequence read, next iterator)
         # A reader thread walks the shards (one GetRecords per open shard per round) and hands each
-        # response over; this thread appends what has arrived whenever the reader is ahead, so
-        # DuckDB's work overlaps the reads and only a small last batch is left when reading ends.
+        # response over; this thread appends every INGEST_BATCH records while the reader goes on, so
+        # a large backlog's DuckDB work overlaps its reads, and the rest when reading ends: a refresh
+        # that finds each shard's few new records in one read commits them in one transaction (each
+        # transaction's bookkeeping costs as much as appending a thousand records).
         # Batches are committed in order, each with the checkpoints of the records it holds, so
         # exactly-once holds; each has its own refresh_time, so a consumer's watermark on
         # refresh_time never skips a batch committed after it looked.
@@ -356,7 +358,7 @@ class StreamingManager:
                 if item is not None:
                     batch[item[0]].extend(item[1])
                     count += len(item[1])
-                if count and (item is None or responses.empty() or count >= INGEST_BATCH):
+                if count and (item is None or count >= INGEST_BATCH):
                     added += self._ingest(con, view, dict(batch), _utcnow())
                     batch, count = defaultdict(list), 0
                 if item is None:

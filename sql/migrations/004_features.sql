@@ -83,7 +83,7 @@ CREATE TABLE IF NOT EXISTS history_features (
     terminal_id_last_known_label integer NOT NULL,
     terminal_id_risk_since_first_fraud float8 NOT NULL,
     terminal_id_compromise_day integer NOT NULL,
-    customer_rms_amount_14day_to_baseline_ratio float8 NOT NULL
+    customer_quartic_mean_amount_14day_to_baseline_ratio float8 NOT NULL
 )
 DISTKEY (customer_id)
 SORTKEY (tx_datetime);
@@ -118,7 +118,7 @@ CREATE TABLE IF NOT EXISTS fraud_scores (
     terminal_id_last_known_label integer NOT NULL,
     terminal_id_risk_since_first_fraud float8 NOT NULL,
     terminal_id_compromise_day integer NOT NULL,
-    customer_rms_amount_14day_to_baseline_ratio float8 NOT NULL,
+    customer_quartic_mean_amount_14day_to_baseline_ratio float8 NOT NULL,
     score float8 NOT NULL,
     prediction integer NOT NULL,
     threshold float8 NOT NULL,
@@ -186,10 +186,10 @@ customer_events AS (
            ROW_NUMBER() OVER (PARTITION BY e.customer_id ORDER BY e.tx_datetime, e.transaction_id) AS position,
            SUM(e.tx_amount::float8) OVER (PARTITION BY e.customer_id ORDER BY e.tx_datetime, e.transaction_id
                                           ROWS UNBOUNDED PRECEDING) AS amount_so_far,
-           -- squared amounts: a root mean square over a window, a spike measure that running sums give
-           SUM(e.tx_amount::float8 * e.tx_amount::float8) OVER (PARTITION BY e.customer_id
-                                                                ORDER BY e.tx_datetime, e.transaction_id
-                                                                ROWS UNBOUNDED PRECEDING) AS squares_so_far,
+           -- amounts to the 4th power: a quartic mean over a window, a spike measure running sums give
+           SUM(POWER(e.tx_amount::float8, 4)) OVER (PARTITION BY e.customer_id
+                                                    ORDER BY e.tx_datetime, e.transaction_id
+                                                    ROWS UNBOUNDED PRECEDING) AS fourth_powers_so_far,
            LEAD(e.tx_datetime) OVER (PARTITION BY e.customer_id
                                      ORDER BY e.tx_datetime, e.transaction_id) AS next_at
     FROM tx_events e
@@ -249,10 +249,11 @@ customer_windows AS (
            e.position - b.position_7 AS nb_7, e.amount_so_far - b.amount_7 AS amount_7,
            e.position - b.position_14 AS nb_14, e.amount_so_far - b.amount_14 AS amount_14,
            e.position - b.position_30 AS nb_30, e.amount_so_far - b.amount_30 AS amount_30,
-           e.squares_so_far - COALESCE(e14.squares_so_far, 0) AS squares_14
+           e.fourth_powers_so_far - COALESCE(e14.fourth_powers_so_far, 0) AS fourth_powers_14
     FROM customer_bounds b
     JOIN customer_events e ON e.transaction_id = b.transaction_id
-    -- the running sum of squares at the 14-day bound, by its position (only this window needs it)
+    -- the running sum of 4th powers at the 14-day bound, by its position (only this window needs it;
+    -- as fast as carrying it with the probes, measured)
     LEFT JOIN customer_events e14 ON e14.customer_id = e.customer_id AND e14.position = b.position_14
 ),
 terminal_scope AS (
@@ -372,14 +373,16 @@ SELECT t.transaction_id, t.tx_datetime, t.customer_id, t.terminal_id, t.tx_amoun
        -- -1: no known fraud): a compromise covers whole days, so its end is sharp in days, not seconds
        CASE WHEN m.frauds_7 = m.frauds_37 THEN -1
             ELSE DATEDIFF(day, first_fraud.tx_datetime, t.tx_datetime) END AS terminal_id_compromise_day,
-       -- root mean square of the card's other amounts in the last 14 days (t - 14 days, t] over its usual
-       -- amount (the baseline, or the 30-day mean for a new card): a stolen card's earlier spikes, even
-       -- unlabelled, weigh more than in the mean. 0: no other transaction in those 14 days
+       -- quartic mean (4th root of the mean 4th power) of the card's other amounts in the last 14 days
+       -- (t - 14 days, t] over its usual amount (the baseline, or the 30-day mean for a new card): a
+       -- stolen card's earlier spikes, even unlabelled, weigh almost as in a maximum, which running sums
+       -- cannot give (prototype: AP as with the maximum, above the root mean square). 0: no other
+       -- transaction in those 14 days
        CASE WHEN c.nb_14 <= 1 THEN 0
-            ELSE SQRT(GREATEST(c.squares_14 - t.tx_amount::float8 * t.tx_amount::float8, 0) / (c.nb_14 - 1))
+            ELSE POWER(GREATEST(c.fourth_powers_14 - POWER(t.tx_amount::float8, 4), 0) / (c.nb_14 - 1), 0.25)
                  / CASE WHEN c.nb_30 = c.nb_14 OR c.amount_30 = c.amount_14 THEN c.amount_30 / c.nb_30
                         ELSE (c.amount_30 - c.amount_14) / (c.nb_30 - c.nb_14) END END
-           AS customer_rms_amount_14day_to_baseline_ratio
+           AS customer_quartic_mean_amount_14day_to_baseline_ratio
 FROM targets t
 JOIN customer_windows c ON c.transaction_id = t.transaction_id
 JOIN terminal_bounds m ON m.transaction_id = t.transaction_id

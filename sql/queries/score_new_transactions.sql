@@ -15,7 +15,7 @@ INSERT INTO fraud_scores (
     amount_to_baseline_ratio, customer_avg_amount_14day_to_baseline_ratio,
     terminal_id_days_since_last_fraud, terminal_id_days_since_first_fraud,
     terminal_id_last_known_label, terminal_id_risk_since_first_fraud,
-    terminal_id_compromise_day, customer_rms_amount_14day_to_baseline_ratio,
+    terminal_id_compromise_day, customer_quartic_mean_amount_14day_to_baseline_ratio,
     score, prediction, threshold, model_version, reasons, produced_at, arrived_at, stream_refresh_time, scored_at
 )
 WITH scored AS (
@@ -31,7 +31,7 @@ WITH scored AS (
            f.customer_id_avg_amount_baseline_window, f.amount_to_baseline_ratio,
            f.customer_avg_amount_14day_to_baseline_ratio, f.terminal_id_days_since_last_fraud,
            f.terminal_id_days_since_first_fraud, f.terminal_id_last_known_label, f.terminal_id_risk_since_first_fraud,
-           f.terminal_id_compromise_day, f.customer_rms_amount_14day_to_baseline_ratio
+           f.terminal_id_compromise_day, f.customer_quartic_mean_amount_14day_to_baseline_ratio
            ) AS score
     FROM tx_features f
     WHERE f.source = 'stream'
@@ -62,10 +62,10 @@ signals AS (
            || 'x its usual amount'
     FROM scored WHERE customer_avg_amount_14day_to_baseline_ratio >= 1.5
     UNION ALL
-    SELECT transaction_id, customer_rms_amount_14day_to_baseline_ratio,
-           'card''s other amounts in the last 14 days ' || CAST(ROUND(customer_rms_amount_14day_to_baseline_ratio, 1) AS decimal(12, 1))::varchar
-           || 'x its usual (root mean square: spikes weigh most)'
-    FROM scored WHERE customer_rms_amount_14day_to_baseline_ratio >= 2
+    SELECT transaction_id, customer_quartic_mean_amount_14day_to_baseline_ratio,
+           'card''s other amounts in the last 14 days ' || CAST(ROUND(customer_quartic_mean_amount_14day_to_baseline_ratio, 1) AS decimal(12, 1))::varchar
+           || 'x its usual (quartic mean: spikes weigh most)'
+    FROM scored WHERE customer_quartic_mean_amount_14day_to_baseline_ratio >= 2
     UNION ALL
     SELECT transaction_id, customer_id_nb_tx_1day_window / 3,
            CAST(customer_id_nb_tx_1day_window AS integer)::varchar || ' transactions on this card in the last day'
@@ -93,7 +93,7 @@ SELECT s.transaction_id, s.tx_datetime, s.customer_id, s.terminal_id, s.tx_amoun
        s.customer_id_avg_amount_baseline_window, s.amount_to_baseline_ratio,
        s.customer_avg_amount_14day_to_baseline_ratio, s.terminal_id_days_since_last_fraud,
        s.terminal_id_days_since_first_fraud, s.terminal_id_last_known_label, s.terminal_id_risk_since_first_fraud,
-       s.terminal_id_compromise_day, s.customer_rms_amount_14day_to_baseline_ratio,
+       s.terminal_id_compromise_day, s.customer_quartic_mean_amount_14day_to_baseline_ratio,
        s.score,
        CASE WHEN s.score >= CAST(:threshold AS float8) THEN 1 ELSE 0 END,
        CAST(:threshold AS float8),

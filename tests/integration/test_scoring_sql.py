@@ -229,7 +229,7 @@ def test_stream_features_equal_the_definition_on_history(warehouse, data) -> Non
         "customer_id_nb_tx_7day_window",
         "customer_id_avg_amount_30day_window",
         "amount_to_baseline_ratio",
-        "customer_rms_amount_14day_to_baseline_ratio",
+        "customer_quartic_mean_amount_14day_to_baseline_ratio",
     ):
         assert (merged[column] - merged[f"{column}_hist"]).abs().max() < 1e-9, column
     # terminal windows end 7 days back: all of it is history, labels included
@@ -275,7 +275,7 @@ def test_outbox_holds_only_scores_above_threshold_with_true_reasons(warehouse) -
                 assert abs(percent - 100 * features["terminal_id_risk_30day_window"]) <= 0.5
             if reason.startswith("card's other amounts in the last 14 days "):
                 ratio = float(reason.split()[8].rstrip("x"))
-                assert abs(ratio - features["customer_rms_amount_14day_to_baseline_ratio"]) <= 0.05
+                assert abs(ratio - features["customer_quartic_mean_amount_14day_to_baseline_ratio"]) <= 0.05
 
     sent = pending[0]["transaction_id"]
     result = query(engine, "mark_alert_sent", {"message_ids": json.dumps({str(sent): "msg-1"})})

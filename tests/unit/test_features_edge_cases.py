@@ -83,7 +83,9 @@ def test_first_transaction_of_a_card(engine: Engine) -> None:
     assert f["terminal_id_risk_since_first_fraud"] == 0
     assert f["terminal_id_compromise_day"] == -1, "no known fraud at the terminal"
     assert f["amount_to_baseline_ratio"] == 1, "a new card is compared with itself"
-    assert f["customer_rms_amount_14day_to_baseline_ratio"] == 0, "no earlier transaction on the card"
+    assert f["customer_quartic_mean_amount_14day_to_baseline_ratio"] == 0, (
+        "no earlier transaction on the card"
+    )
 
 
 def test_customer_windows_are_right_closed_to_the_second(engine: Engine) -> None:
@@ -202,7 +204,7 @@ def test_compromise_day_counts_calendar_days_not_seconds(engine: Engine) -> None
     assert f[11]["terminal_id_compromise_day"] == -1, "tx 1 is known but genuine: no known fraud"
 
 
-def test_rms_amount_of_the_last_14_days_over_the_baseline(engine: Engine) -> None:
+def test_quartic_mean_amount_of_the_last_14_days_over_the_baseline(engine: Engine) -> None:
     add_history(
         engine,
         [
@@ -215,11 +217,13 @@ def test_rms_amount_of_the_last_14_days_over_the_baseline(engine: Engine) -> Non
     )
     f = features(engine)[5]
     assert f["customer_id_avg_amount_baseline_window"] == pytest.approx(20.0)
-    # sqrt((20^2 + 100^2) / 2) / 20
-    assert f["customer_rms_amount_14day_to_baseline_ratio"] == pytest.approx((5200**0.5) / 20)
+    # ((20^4 + 100^4) / 2) ^ (1/4) / 20: the spike dominates
+    assert f["customer_quartic_mean_amount_14day_to_baseline_ratio"] == pytest.approx(
+        ((20**4 + 100**4) / 2) ** 0.25 / 20
+    )
 
 
-def test_rms_ratio_without_recent_transactions_or_without_baseline(engine: Engine) -> None:
+def test_quartic_mean_ratio_without_recent_transactions_or_without_baseline(engine: Engine) -> None:
     add_history(
         engine,
         [
@@ -231,7 +235,9 @@ def test_rms_ratio_without_recent_transactions_or_without_baseline(engine: Engin
     )
     f = features(engine)
     assert f[2]["customer_id_nb_tx_baseline_window"] == 1
-    assert f[2]["customer_rms_amount_14day_to_baseline_ratio"] == 0, "no other transaction in 14 days"
+    assert f[2]["customer_quartic_mean_amount_14day_to_baseline_ratio"] == 0, (
+        "no other transaction in 14 days"
+    )
     # no baseline: the card's 30-day mean ((10 + 50) / 2) stands in, as for amount_to_baseline_ratio
     assert f[4]["customer_id_nb_tx_baseline_window"] == 0
-    assert f[4]["customer_rms_amount_14day_to_baseline_ratio"] == pytest.approx(10 / 30)
+    assert f[4]["customer_quartic_mean_amount_14day_to_baseline_ratio"] == pytest.approx(10 / 30)
