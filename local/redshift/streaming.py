@@ -21,6 +21,7 @@ import re
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,7 @@ GET_RECORDS_LIMIT = 10_000
 DROP_GRACE_SECONDS = 10.0  # AUTO REFRESH leaves a just-dropped MV alone while the drop commits
 INGEST_BATCH = 50_000  # records appended per transaction at most, when the reader is far ahead
 SHARD_LIST_TTL = 60.0  # seconds a stream's shard list is reused
+READ_THREADS = 8  # GetRecords calls in flight at once (one per shard of a round)
 ITERATOR_TTL = 240.0  # seconds a kept shard iterator is reused (Kinesis expires them after 5 minutes)
 STREAM_SCHEMA = pa.schema(
     [
@@ -100,6 +102,7 @@ class StreamingManager:
         self._dropped: dict[str, float] = {}  # MV name -> when a DROP of it ran (monotonic seconds)
         self._shard_ids: dict[str, tuple[float, list[str]]] = {}  # stream -> (listed at, shard ids)
         self._refreshed: dict[str, float] = {}  # MV name -> when its last refresh succeeded (monotonic)
+        self._reads = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="kinesis-read")
         # (MV, shard) -> (sequence number the iterator follows, iterator, obtained at); see _iterator
         self._positions: dict[tuple[str, str], tuple[str | None, str, float]] = {}
 
@@ -325,8 +328,13 @@ class StreamingManager:
         def read() -> None:
             try:
                 while iterators and not stop.is_set():
-                    for shard_id, iterator in list(iterators.items()):
-                        response = self._get_records(kinesis, view, shard_id, iterator, checkpoints)
+                    shard_round = list(iterators.items())
+                    # the round's GetRecords calls at once: their waits on the Kinesis endpoint overlap
+                    fetched = self._reads.map(
+                        lambda item: self._get_records(kinesis, view, item[0], item[1], checkpoints),
+                        shard_round,
+                    )
+                    for (shard_id, _), response in zip(shard_round, fetched, strict=True):
                         records = response["Records"]
                         next_iterator = response.get("NextShardIterator")
                         caught_up = not records or (
@@ -599,10 +607,12 @@ class StreamingManager:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop AUTO REFRESH and the read threads (the engine is closing)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        self._reads.shutdown(wait=False)
 
     def _auto_refresh(self, interval: float) -> None:
         while not self._stop.wait(interval):
