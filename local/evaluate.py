@@ -12,9 +12,10 @@ Test sets follow the handbook: a card that had a known fraud (in the training pe
 delay period up to the day before each test day) is dropped from that test day.
 Metrics: AUC ROC, Average Precision, Card Precision@100 (per day, the 100 cards with the highest
 score among cards not already detected on an earlier test day; mean over days).
-The training window is the product's choice (`--train-days`, default 7 like the book); the
-hyperparameters are the product's: the HYPERPARAMETERS clause of sql/queries/create_model.sql (all
-inputs) or create_model_handbook.sql (the handbook's 15), so a change there is what gets measured.
+The training window and the hyperparameters are the product's: the window of the WHERE clause
+(`DATEADD(day, -N, ...)`) and the HYPERPARAMETERS clause of sql/queries/create_model.sql (all inputs)
+or create_model_handbook.sql (the handbook's 15), so a change there is what gets measured;
+`--train-days` overrides the window (the book trains on 7).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ MODEL_INPUTS = {
 # The product's CREATE MODEL query for each input set (sql/queries/<name>.sql).
 PRODUCT_MODEL_QUERY = {"handbook": "create_model_handbook", "all": "create_model"}
 _HYPERPARAMETERS = re.compile(r"HYPERPARAMETERS\s+DEFAULT(?:\s+EXCEPT\s*\([^)]*\))?", re.IGNORECASE)
+_TRAINING_WINDOW = re.compile(r"DATEADD\(\s*day\s*,\s*-(\d+)\s*,", re.IGNORECASE)
 
 
 class EvaluationError(RuntimeError):
@@ -147,6 +149,19 @@ def product_hyperparameters(features: str, sql_directory: Path | None = None) ->
     if len(found) != 1:
         raise EvaluationError(f"{path}: expected one HYPERPARAMETERS clause, found {len(found)}")
     return " ".join(found[0].split())
+
+
+def product_training_days(features: str, sql_directory: Path | None = None) -> int:
+    """The training window in days of the product's CREATE MODEL for an input set (its one DATEADD(day, -N, ...))."""
+    from fraud_common.sqlfiles import sql_dir
+
+    path = (sql_directory or sql_dir()) / "queries" / f"{PRODUCT_MODEL_QUERY[features]}.sql"
+    found = _TRAINING_WINDOW.findall(path.read_text(encoding="utf-8"))
+    if len(found) != 1:
+        raise EvaluationError(
+            f"{path}: expected one DATEADD(day, -N, ...) training window, found {len(found)}"
+        )
+    return int(found[0])
 
 
 def train_model(
@@ -244,7 +259,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="all",
         help="handbook: its 15 inputs; all: + extras",
     )
-    parser.add_argument("--train-days", type=int, default=DELTA, help="training window in days (book: 7)")
+    parser.add_argument(
+        "--train-days",
+        type=int,
+        default=None,
+        help="training window in days (default: the product's, from its CREATE MODEL query; book: 7)",
+    )
     parser.add_argument(
         "--database",
         default=None,
@@ -255,12 +275,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import tempfile
 
-    if args.train_days < 1:
+    if args.train_days is not None and args.train_days < 1:
         print("error: --train-days must be at least 1", file=sys.stderr)
         return 2
     inputs = MODEL_INPUTS[args.features]
     try:
         hyperparameters = product_hyperparameters(args.features)
+        train_days = args.train_days or product_training_days(args.features)
     except (OSError, EvaluationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -275,16 +296,14 @@ def run(args: argparse.Namespace) -> int:
                 started = time.perf_counter()
                 compute_history_features(engine)
                 print(f"{loaded:,} transactions featurised in {time.perf_counter() - started:.1f} s")
-            results = evaluate(
-                engine, args.protocol, inputs, args.train_days, hyperparameters=hyperparameters
-            )
+            results = evaluate(engine, args.protocol, inputs, train_days, hyperparameters=hyperparameters)
         except (HistoryFileError, RedshiftError, EvaluationError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         finally:
             engine.close()
     print(f"model: {hyperparameters} (sql/queries/{PRODUCT_MODEL_QUERY[args.features]}.sql)")
-    print_results(args.protocol, args.features, args.train_days, results)
+    print_results(args.protocol, args.features, train_days, results)
     return 0
 
 

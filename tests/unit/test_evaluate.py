@@ -17,6 +17,7 @@ from local.evaluate import (
     folds,
     handbook_test_set,
     product_hyperparameters,
+    product_training_days,
 )
 from local.redshift.ml.statements import CreateModel, parse
 
@@ -121,3 +122,23 @@ def test_product_hyperparameters_needs_exactly_one_clause(tmp_path: Path) -> Non
     )
     with pytest.raises(FileNotFoundError):
         product_hyperparameters("handbook", tmp_path)
+
+
+@pytest.mark.parametrize("features", sorted(PRODUCT_MODEL_QUERY))
+def test_evaluation_trains_on_the_product_window(features: str) -> None:
+    days = product_training_days(features)
+    product = (sql_dir() / "queries" / f"{PRODUCT_MODEL_QUERY[features]}.sql").read_text()
+    assert f"DATEADD(day, -{days}, (SELECT MAX(tx_datetime) FROM training_set))" in product
+
+
+def test_product_training_days_needs_exactly_one_window(tmp_path: Path) -> None:
+    (tmp_path / "queries").mkdir()
+    query = tmp_path / "queries" / "create_model.sql"
+    query.write_text("CREATE MODEL m FROM (SELECT * FROM training_set) TARGET y FUNCTION f")
+    with pytest.raises(EvaluationError, match="found 0"):
+        product_training_days("all", tmp_path)
+    query.write_text("WHERE a > DATEADD(day, -7, x) AND b > DATEADD(day, -14, x)")
+    with pytest.raises(EvaluationError, match="found 2"):
+        product_training_days("all", tmp_path)
+    query.write_text("WHERE tx_datetime > DATEADD(DAY, -84, (SELECT MAX(tx_datetime) FROM training_set))")
+    assert product_training_days("all", tmp_path) == 84
