@@ -24,6 +24,7 @@ DROP VIEW IF EXISTS training_set;
 DROP VIEW IF EXISTS tx_features;
 DROP VIEW IF EXISTS feature_targets;
 DROP VIEW IF EXISTS tx_events;
+DROP VIEW IF EXISTS stream_ids_in_history;
 DROP VIEW IF EXISTS stream_labels;
 DROP VIEW IF EXISTS stream_transactions;
 DROP TABLE IF EXISTS fraud_scores;

@@ -176,6 +176,15 @@ def test_stream_duplicates_are_one_transaction(engine: Engine) -> None:
     assert f[101]["customer_id_avg_amount_1day_window"] == pytest.approx(20.0)
 
 
+def test_a_stream_transaction_already_in_the_history_is_the_historys(engine: Engine) -> None:
+    add_history(engine, [(1, "2018-08-02 09:00:00", 2, 9, 10.0, 1)])
+    add_stream(engine, [(1, "2018-08-02 09:00:00", 2, 9, 10.0), (2, "2018-08-02 10:00:00", 2, 9, 30.0)])
+    f = features(engine)
+    assert sorted(f) == [1, 2] and f[1]["source"] == "history"  # not a stream target: never scored
+    assert f[2]["customer_id_nb_tx_1day_window"] == 2  # counted once, not once per copy
+    assert f[2]["customer_id_avg_amount_1day_window"] == pytest.approx(20.0)
+
+
 def test_history_is_featurised_once(engine: Engine) -> None:
     add_history(engine, [(1, "2018-08-01 00:00:00", 1, 9, 10, 0), (2, "2018-08-02 00:00:00", 1, 9, 10, 0)])
     assert compute_history_features(engine) == 2
