@@ -297,9 +297,50 @@ def test_marks_cover_what_sns_accepted_while_the_previous_mark_ran(redshift_data
     )
     outbox = threading.Lock()
     api = DataApi(WAREHOUSE, client=redshift_data)
-    assert alerts.publish_pending(api, None, TOPIC, SQL_SETTINGS, 500, outbox) == (25, 0)
+    seconds = iter(range(0, 100, 1))  # a second passes between batches: a mark may start after each
+    assert alerts.publish_pending(
+        api, None, TOPIC, SQL_SETTINGS, 500, outbox, clock=lambda: next(seconds)
+    ) == (
+        25,
+        0,
+    )
     assert events == ["publish 100", "publish 110", "publish 120"]
     assert outbox.acquire(blocking=False)  # released
+
+
+def test_within_mark_every_s_batches_are_published_without_warehouse_calls(
+    redshift_data, monkeypatch
+) -> None:
+    """The first batch is marked at once; the next ones, accepted within MARK_EVERY_S, cost no
+    warehouse call until the pass ends with one wait and one mark for them."""
+    monkeypatch.setattr(
+        alerts.queries,
+        "run",
+        lambda *_a, **_k: StatementResult("p", rows=[{"transaction_id": t} for t in range(30)]),
+    )
+    monkeypatch.setattr(
+        alerts, "publish_batch", lambda sns, topic, batch: ([(a["transaction_id"], "m") for a in batch], 0)
+    )
+    stub = redshift_data.stub
+    for statement in ("mark-1", "mark-2"):
+        stub.add_response(
+            "execute_statement",
+            {"Id": statement},
+            {
+                "Sql": ANY,
+                "Parameters": ANY,
+                "StatementName": ANY,
+                "Database": "dev",
+                "WorkgroupName": "card-fraud-wg",
+            },
+        )
+        stub.add_response(
+            "describe_statement",
+            {"Id": statement, "Status": "FINISHED"},
+            {"Id": statement, "WaitTimeSeconds": ANY},
+        )
+    api = DataApi(WAREHOUSE, client=redshift_data)
+    assert alerts.publish_pending(api, None, TOPIC, SQL_SETTINGS, 500, clock=lambda: 0.0) == (30, 0)
 
 
 def _cycles(monkeypatch, score_calls: list[float], pass_gate: threading.Event, cycles: int):

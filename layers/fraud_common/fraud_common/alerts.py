@@ -13,6 +13,7 @@ two concurrent transactions that read and write one table can fail with a serial
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +34,7 @@ from fraud_common.settings import IDENTIFIER, AlertSettings, SqlSettings
 
 logger = Logger(child=True)
 SNS_BATCH = 10  # PublishBatch accepts at most 10 entries
+MARK_EVERY_S = 0.5  # while a pass publishes, a mark_alert_sent starts at most this often
 MARK_LIMIT = 100  # alerts per mark_alert_sent: its JSON parameter stays far below Redshift's 64 KB varchar
 # Message attributes for subscription filter policies: attribute -> (outbox column(s), SNS data type).
 ATTRIBUTES = {
@@ -109,32 +111,43 @@ def score(
 
 
 def publish_pending(
-    api: DataApi, sns: Any, topic_arn: str, sql: SqlSettings, limit: int, outbox: threading.Lock | None = None
+    api: DataApi,
+    sns: Any,
+    topic_arn: str,
+    sql: SqlSettings,
+    limit: int,
+    outbox: threading.Lock | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> tuple[int, int]:
     """Publish the outbox's pending alerts in batches of ten; (published, failed).
 
     What SNS accepted is marked sent by mark_alert_sent statements that run while the next batches are
-    published: whenever no mark is running, one starts for every alert accepted since the last one
-    (publishing never waits for the warehouse). A mark never precedes its alerts' acceptance, and a
-    crash re-publishes only the alerts accepted since the last finished mark. `outbox` is held while
-    a mark runs."""
+    published: right after the first batch, then at most every MARK_EVERY_S when no mark is running,
+    each for every alert accepted since the last one (publishing never waits for the warehouse, and
+    costs one call per batch in between). A mark never precedes its alerts' acceptance, and a crash
+    re-publishes only the alerts accepted since the last finished mark. `outbox` is held while a
+    mark runs."""
     outbox = outbox or threading.Lock()
     pending = queries.run(api, "pending_alerts", sql.placeholders(), {"limit": limit}).rows
     mark_sql = queries.load("mark_alert_sent", sql.placeholders())
     published = failed = 0
     unmarked: list[tuple[Any, str]] = []  # accepted by SNS, not in a mark yet
     marking: str | None = None  # the running mark_alert_sent (outbox held)
+    marked_at = -math.inf  # when the last mark started
     try:
         for start in range(0, len(pending), SNS_BATCH):
             accepted, rejected = publish_batch(sns, topic_arn, pending[start : start + SNS_BATCH])
             published += len(accepted)
             failed += rejected
             unmarked += accepted
+            if clock() - marked_at < MARK_EVERY_S:
+                continue
             if marking is not None and api.ended(marking, mark_sql):
                 marking = None
                 outbox.release()
             if marking is None and unmarked and outbox.acquire(blocking=False):  # else: enqueue is running
                 marking, unmarked = _submit_mark(api, mark_sql, unmarked, outbox), unmarked[MARK_LIMIT:]
+                marked_at = clock()
         if marking is not None:
             api.wait(marking, mark_sql)
             marking = None
