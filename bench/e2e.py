@@ -119,13 +119,20 @@ def cpu_by_thread(moto_pid: int | None) -> dict[str, float]:
     names = {t.native_id: re.sub(r"[-_]\d+$|-\d+ \(.*\)$", "", t.name) for t in threading.enumerate()}
     out: dict[str, float] = {}
     try:
-        for task in os.listdir("/proc/self/task"):
-            name = names.get(int(task), "native (DuckDB)")
-            out[name] = out.get(name, 0.0) + cpu(f"/proc/self/task/{task}/stat")
-        if moto_pid:
-            out["moto server (child process)"] = cpu(f"/proc/{moto_pid}/stat")
-    except (OSError, ValueError):
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
         return {}
+    for task in tasks:
+        name = names.get(int(task), "native (DuckDB)")
+        try:
+            out[name] = out.get(name, 0.0) + cpu(f"/proc/self/task/{task}/stat")
+        except (OSError, ValueError):
+            continue  # the thread ended meanwhile
+    if moto_pid:
+        try:
+            out["moto server (child process)"] = cpu(f"/proc/{moto_pid}/stat")
+        except (OSError, ValueError):
+            pass
     return out
 
 
