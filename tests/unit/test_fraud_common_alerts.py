@@ -4,6 +4,7 @@ batch card locks exactly once per alerted transaction (moto), promotion rule."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
-from fraud_common import actions, alerts
+from fraud_common import actions, alerts, queries
 from fraud_common.actions import lock_cards
 from fraud_common.alerts import message_attributes, publish_batch
 from fraud_common.dataapi import DataApi, StatementError, StatementResult
@@ -213,8 +214,9 @@ def redshift_data():
 def test_the_refreshed_view_is_the_streaming_view_the_scoring_reads() -> None:
     sql = REPO / "sql"
     streams = (sql / "migrations" / "001_streams.sql").read_text()
-    assert f"CREATE MATERIALIZED VIEW {alerts.TRANSACTION_VIEW}\nAUTO REFRESH YES" in streams
-    assert f"FROM {alerts.TRANSACTION_VIEW} s" in (sql / "migrations" / "004_features.sql").read_text()
+    view = re.search(r"REFRESH MATERIALIZED VIEW (\w+)", queries.load("refresh_transactions", {})).group(1)
+    assert f"CREATE MATERIALIZED VIEW {view}\nAUTO REFRESH YES" in streams
+    assert f"FROM {view} s" in (sql / "migrations" / "004_features.sql").read_text()
 
 
 def test_a_failed_refresh_is_logged_and_the_cycle_goes_on(redshift_data, monkeypatch) -> None:
@@ -225,8 +227,8 @@ def test_a_failed_refresh_is_logged_and_the_cycle_goes_on(redshift_data, monkeyp
         "execute_statement",
         {"Id": statement},
         {
-            "Sql": f"REFRESH MATERIALIZED VIEW {alerts.TRANSACTION_VIEW}",
-            "StatementName": "refresh transactions",
+            "Sql": queries.load("refresh_transactions", {}),
+            "StatementName": "query refresh_transactions",
             "Database": "dev",
             "WorkgroupName": "card-fraud-wg",
         },

@@ -45,10 +45,6 @@ ATTRIBUTES = {
     "transaction_id": (("transaction_id",), "Number"),
     "model_version": (("model_version",), "String"),
 }
-# The streaming MV the scoring query reads (created by sql/migrations/001_streams.sql). Each cycle
-# refreshes it before scoring, so a cycle scores what reached the stream just before it instead of what
-# the last AUTO REFRESH happened to bring (AUTO REFRESH runs when the warehouse chooses).
-TRANSACTION_VIEW = "cust_payment_tx_stream"
 
 
 @dataclass
@@ -82,7 +78,7 @@ def refresh_transactions(api: DataApi) -> None:
     """Bring the transaction view up to date. A failed refresh is logged, not raised: the cycle still
     scores what AUTO REFRESH ingested and publishes the outbox."""
     try:
-        api.execute(f"REFRESH MATERIALIZED VIEW {TRANSACTION_VIEW}", name="refresh transactions")
+        queries.run(api, "refresh_transactions", {})
     except DataApiError as exc:
         logger.warning(
             "refresh of the transaction view failed; scoring what is ingested", extra={"error": str(exc)}
