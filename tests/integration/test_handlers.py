@@ -61,6 +61,8 @@ CREATE TABLE IF NOT EXISTS fraud_alerts (
 QUERIES = {
     "current_model": "SELECT model_name, function_name, validation_metric FROM model_registry "
     "WHERE status = 'promoted' ORDER BY promoted_at DESC LIMIT 1",
+    # The stand-in stream (tx_source) is a plain table: nothing to refresh.
+    "refresh_transactions": "SELECT 1",
     # The "model": amounts over 220 are fraud (the simulator's first scenario).
     "score_new_transactions": """INSERT INTO fraud_scores (transaction_id, customer_id, terminal_id, tx_amount, score, prediction, model_version)
 SELECT s.transaction_id, s.customer_id, s.terminal_id, s.tx_amount,
