@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -83,3 +87,14 @@ def redshift_endpoint(redshift_server, monkeypatch: pytest.MonkeyPatch) -> str:
     boto3.client("redshift-data") reaches it (use any WorkgroupName/ClusterIdentifier and Database)."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_REDSHIFT_DATA", redshift_server.url)
     return redshift_server.url
+
+
+@contextmanager
+def stubbed_client(service: str) -> Iterator[Any]:
+    """A boto3 client answered by botocore's Stubber (`client.stub`: queue responses on it); every queued
+    response must have been used by the end."""
+    client = boto3.client(service, region_name="us-east-1")
+    with Stubber(client) as stub:
+        client.stub = stub
+        yield client
+        stub.assert_no_pending_responses()

@@ -12,7 +12,7 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from botocore.stub import ANY, Stubber
+from botocore.stub import ANY
 from fraud_common import actions, alerts, queries
 from fraud_common.actions import lock_cards
 from fraud_common.alerts import message_attributes, publish_batch
@@ -20,6 +20,8 @@ from fraud_common.dataapi import DataApi, StatementError, StatementResult
 from fraud_common.settings import ActionSettings, AlertSettings, SqlSettings, WarehouseSettings
 from fraud_common.training import ModelStatus, not_worse, version_names
 from moto import mock_aws
+
+from tests.conftest import stubbed_client
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
@@ -34,11 +36,8 @@ ALERTS = [
 
 @pytest.fixture
 def sns():
-    client = boto3.client("sns", region_name="us-east-1")
-    with Stubber(client) as stub:
-        client.stub = stub
+    with stubbed_client("sns") as client:
         yield client
-        stub.assert_no_pending_responses()
 
 
 def test_only_entries_sns_accepted_are_returned(sns) -> None:
@@ -204,11 +203,8 @@ WAREHOUSE = WarehouseSettings(database="dev", workgroup="card-fraud-wg", stateme
 
 @pytest.fixture
 def redshift_data():
-    client = boto3.client("redshift-data", region_name="us-east-1")
-    with Stubber(client) as stub:
-        client.stub = stub
+    with stubbed_client("redshift-data") as client:
         yield client
-        stub.assert_no_pending_responses()
 
 
 def test_the_refreshed_view_is_the_streaming_view_the_scoring_reads() -> None:

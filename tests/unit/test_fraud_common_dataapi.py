@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import boto3
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import ANY
 from fraud_common.dataapi import DataApi, StatementError, StatementTimeout, to_parameters
 from fraud_common.settings import WarehouseSettings
+
+from tests.conftest import stubbed_client
 
 pytestmark = pytest.mark.unit
 
@@ -32,11 +33,8 @@ class Clock:
 
 @pytest.fixture
 def client():
-    client = boto3.client("redshift-data", region_name="us-east-1")
-    with Stubber(client) as stub:
-        client.stub = stub
+    with stubbed_client("redshift-data") as client:
         yield client
-        stub.assert_no_pending_responses()
 
 
 def api_for(client, settings: WarehouseSettings = WORKGROUP) -> tuple[DataApi, Clock]:
