@@ -142,26 +142,24 @@ def metrics(scored: pd.DataFrame, k: int = 100) -> dict[str, float]:
 
 def product_hyperparameters(features: str, sql_directory: Path | None = None) -> str:
     """The HYPERPARAMETERS clause of the product's CREATE MODEL for an input set ("handbook" or "all")."""
-    from fraud_common.sqlfiles import sql_dir
-
-    path = (sql_directory or sql_dir()) / "queries" / f"{PRODUCT_MODEL_QUERY[features]}.sql"
-    found = _HYPERPARAMETERS.findall(path.read_text(encoding="utf-8"))
-    if len(found) != 1:
-        raise EvaluationError(f"{path}: expected one HYPERPARAMETERS clause, found {len(found)}")
-    return " ".join(found[0].split())
+    clause = _one_match(_HYPERPARAMETERS, "HYPERPARAMETERS clause", features, sql_directory)
+    return " ".join(clause.split())
 
 
 def product_training_days(features: str, sql_directory: Path | None = None) -> int:
     """The training window in days of the product's CREATE MODEL for an input set (its one DATEADD(day, -N, ...))."""
+    return int(_one_match(_TRAINING_WINDOW, "DATEADD(day, -N, ...) training window", features, sql_directory))
+
+
+def _one_match(pattern: re.Pattern[str], what: str, features: str, sql_directory: Path | None) -> str:
+    """The one match of `pattern` in the product's CREATE MODEL query for an input set."""
     from fraud_common.sqlfiles import sql_dir
 
     path = (sql_directory or sql_dir()) / "queries" / f"{PRODUCT_MODEL_QUERY[features]}.sql"
-    found = _TRAINING_WINDOW.findall(path.read_text(encoding="utf-8"))
+    found = pattern.findall(path.read_text(encoding="utf-8"))
     if len(found) != 1:
-        raise EvaluationError(
-            f"{path}: expected one DATEADD(day, -N, ...) training window, found {len(found)}"
-        )
-    return int(found[0])
+        raise EvaluationError(f"{path}: expected one {what}, found {len(found)}")
+    return found[0]
 
 
 def train_model(
