@@ -164,10 +164,12 @@ WHERE s.refresh_time >= (SELECT COALESCE(MAX(stream_refresh_time), '1900-01-01':
 -- (t - 30 days, t - 14 days], before any current compromise (one lasts up to 14 days).
 --
 -- How: each card's (terminal's) transactions are numbered in time order with running sums
--- (ROWS UNBOUNDED PRECEDING). A window's lower bound t - n days is a "probe" sorted among the
--- transactions (after every transaction of its second); the last transaction before it carries the
--- running count and sums there (LAST_VALUE ... IGNORE NULLS over the probes' partition: no join back,
--- and no running SUM over the probes, which DuckDB computes far more slowly than LAST_VALUE).
+-- (ROWS UNBOUNDED PRECEDING; a terminal's frauds are numbered among its frauds instead: they are few,
+-- and a running SUM over every transaction costs DuckDB several times a ROW_NUMBER). A window's lower
+-- bound t - n days is a "probe" sorted among the transactions (after every transaction of its
+-- second); the last transaction (fraud) before it carries the running count and sums there
+-- (LAST_VALUE ... IGNORE NULLS over the probes' partition: no join back, and no running SUM over the
+-- probes, which DuckDB computes far more slowly than LAST_VALUE).
 -- A window is then a difference of running sums: O(N log N), no range self-join, no RANGE frame.
 -- (Measured dead ends: start-of-day rows with an equality join on (card, day) per bound halved the
 -- full-history time but doubled a scoring pass; each transaction listed on every day up to its next
@@ -185,11 +187,20 @@ customer_scope AS (
     FROM targets
     GROUP BY customer_id
 ),
+-- the span of each lag's bounds per card, computed once per card rather than per transaction
+customer_spans AS (
+    SELECT customer_id,
+           DATEADD(day, -1, first_at) AS first_1, DATEADD(day, -1, last_at) AS last_1,
+           DATEADD(day, -7, first_at) AS first_7, DATEADD(day, -7, last_at) AS last_7,
+           DATEADD(day, -14, first_at) AS first_14, DATEADD(day, -14, last_at) AS last_14,
+           DATEADD(day, -30, first_at) AS first_30, DATEADD(day, -30, last_at) AS last_30, last_at
+    FROM customer_scope
+),
 customer_lags AS (
     SELECT 1 AS days_back UNION ALL SELECT 7 UNION ALL SELECT 14 UNION ALL SELECT 30
 ),
 customer_events AS (
-    SELECT e.customer_id, e.transaction_id, e.tx_datetime, s.first_at, s.last_at,
+    SELECT e.customer_id, e.transaction_id, e.tx_datetime,
            ROW_NUMBER() OVER (PARTITION BY e.customer_id ORDER BY e.tx_datetime, e.transaction_id) AS position,
            SUM(e.tx_amount::float8) OVER (PARTITION BY e.customer_id ORDER BY e.tx_datetime, e.transaction_id
                                           ROWS UNBOUNDED PRECEDING) AS amount_so_far,
@@ -200,9 +211,8 @@ customer_events AS (
            LEAD(e.tx_datetime) OVER (PARTITION BY e.customer_id
                                      ORDER BY e.tx_datetime, e.transaction_id) AS next_at
     FROM tx_events e
-    JOIN customer_scope s
-      ON s.customer_id = e.customer_id AND e.tx_datetime > DATEADD(day, -30, s.first_at)
-     AND e.tx_datetime <= s.last_at
+    JOIN customer_spans s
+      ON s.customer_id = e.customer_id AND e.tx_datetime > s.first_30 AND e.tx_datetime <= s.last_at
 ),
 -- each window bound (t - n days) sorted among the card's transactions (after those of its second: a
 -- bound has no position, NULLS LAST): the last transaction before it gives the running sums there.
@@ -221,14 +231,11 @@ customer_probes AS (
         SELECT e.customer_id, e.tx_datetime AS point_at, NULL::bigint AS target_id,
                NULL::integer AS days_back, e.position, e.amount_so_far
         FROM customer_events e
-        WHERE (e.tx_datetime <= DATEADD(day, -1, e.last_at)
-               AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -1, e.first_at)))
-           OR (e.tx_datetime <= DATEADD(day, -7, e.last_at)
-               AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -7, e.first_at)))
-           OR (e.tx_datetime <= DATEADD(day, -14, e.last_at)
-               AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -14, e.first_at)))
-           OR (e.tx_datetime <= DATEADD(day, -30, e.last_at)
-               AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -30, e.first_at)))
+        JOIN customer_spans s ON s.customer_id = e.customer_id
+        WHERE (e.tx_datetime <= s.last_1 AND (e.next_at IS NULL OR e.next_at > s.first_1))
+           OR (e.tx_datetime <= s.last_7 AND (e.next_at IS NULL OR e.next_at > s.first_7))
+           OR (e.tx_datetime <= s.last_14 AND (e.next_at IS NULL OR e.next_at > s.first_14))
+           OR (e.tx_datetime <= s.last_30 AND (e.next_at IS NULL OR e.next_at > s.first_30))
         UNION ALL
         SELECT t.customer_id, DATEADD(day, -w.days_back, t.tx_datetime), t.transaction_id, w.days_back,
                NULL::bigint, NULL::float8
@@ -268,41 +275,55 @@ terminal_scope AS (
     FROM targets
     GROUP BY terminal_id
 ),
+terminal_spans AS (
+    SELECT terminal_id,
+           DATEADD(day, -7, first_at) AS first_7, DATEADD(day, -7, last_at) AS last_7,
+           DATEADD(day, -8, first_at) AS first_8, DATEADD(day, -8, last_at) AS last_8,
+           DATEADD(day, -14, first_at) AS first_14, DATEADD(day, -14, last_at) AS last_14,
+           DATEADD(day, -37, first_at) AS first_37, DATEADD(day, -37, last_at) AS last_37
+    FROM terminal_scope
+),
 terminal_lags AS (
     SELECT 7 AS days_back UNION ALL SELECT 8 UNION ALL SELECT 14 UNION ALL SELECT 37
 ),
 terminal_events AS (
-    SELECT e.terminal_id, e.tx_datetime, COALESCE(e.tx_fraud, 0) AS fraud, s.first_at, s.last_at,
+    SELECT e.terminal_id, e.tx_datetime, COALESCE(e.tx_fraud, 0) AS fraud,
            ROW_NUMBER() OVER (PARTITION BY e.terminal_id ORDER BY e.tx_datetime, e.transaction_id) AS position,
-           SUM(COALESCE(e.tx_fraud, 0)) OVER (PARTITION BY e.terminal_id ORDER BY e.tx_datetime, e.transaction_id
-                                              ROWS UNBOUNDED PRECEDING) AS frauds_so_far,
            LEAD(e.tx_datetime) OVER (PARTITION BY e.terminal_id
                                      ORDER BY e.tx_datetime, e.transaction_id) AS next_at
     FROM tx_events e
-    JOIN terminal_scope s
-      ON s.terminal_id = e.terminal_id AND e.tx_datetime > DATEADD(day, -37, s.first_at)
-     AND e.tx_datetime <= DATEADD(day, -7, s.last_at)
+    JOIN terminal_spans s
+      ON s.terminal_id = e.terminal_id AND e.tx_datetime > s.first_37 AND e.tx_datetime <= s.last_7
+),
+-- the terminal's known frauds numbered, so a window's first and last fraud are equality joins (and
+-- the count of frauds up to a bound is the number of the last fraud before it: frauds are few, so
+-- this is cheaper than a running SUM over every transaction)
+terminal_frauds AS (
+    SELECT terminal_id, tx_datetime, position,
+           ROW_NUMBER() OVER (PARTITION BY terminal_id ORDER BY position) AS fraud_number
+    FROM terminal_events
+    WHERE fraud = 1
 ),
 terminal_probes AS (
-    SELECT terminal_id, target_id, days_back,
+    SELECT target_id, days_back,
            COALESCE(LAST_VALUE(position IGNORE NULLS) OVER (PARTITION BY terminal_id
                                                            ORDER BY point_at, position NULLS LAST
                                                            ROWS UNBOUNDED PRECEDING), 0) AS position,
-           COALESCE(LAST_VALUE(frauds_so_far IGNORE NULLS) OVER (PARTITION BY terminal_id
-                                                                ORDER BY point_at, position NULLS LAST
-                                                                ROWS UNBOUNDED PRECEDING), 0) AS frauds_so_far
+           COALESCE(LAST_VALUE(fraud_number IGNORE NULLS) OVER (PARTITION BY terminal_id
+                                                               ORDER BY point_at, position NULLS LAST
+                                                               ROWS UNBOUNDED PRECEDING), 0) AS frauds_so_far
     FROM (
         SELECT e.terminal_id, e.tx_datetime AS point_at, NULL::bigint AS target_id,
-               NULL::integer AS days_back, e.position, e.frauds_so_far
+               NULL::integer AS days_back, e.position, NULL::bigint AS fraud_number
         FROM terminal_events e
-        WHERE (e.tx_datetime <= DATEADD(day, -7, e.last_at)
-               AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -7, e.first_at)))
-           OR (e.tx_datetime <= DATEADD(day, -8, e.last_at)
-               AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -8, e.first_at)))
-           OR (e.tx_datetime <= DATEADD(day, -14, e.last_at)
-               AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -14, e.first_at)))
-           OR (e.tx_datetime <= DATEADD(day, -37, e.last_at)
-               AND (e.next_at IS NULL OR e.next_at > DATEADD(day, -37, e.first_at)))
+        JOIN terminal_spans s ON s.terminal_id = e.terminal_id
+        WHERE (e.tx_datetime <= s.last_7 AND (e.next_at IS NULL OR e.next_at > s.first_7))
+           OR (e.tx_datetime <= s.last_8 AND (e.next_at IS NULL OR e.next_at > s.first_8))
+           OR (e.tx_datetime <= s.last_14 AND (e.next_at IS NULL OR e.next_at > s.first_14))
+           OR (e.tx_datetime <= s.last_37 AND (e.next_at IS NULL OR e.next_at > s.first_37))
+        UNION ALL
+        SELECT terminal_id, tx_datetime, NULL::bigint, NULL::integer, position, fraud_number
+        FROM terminal_frauds
         UNION ALL
         SELECT t.terminal_id, DATEADD(day, -w.days_back, t.tx_datetime), t.transaction_id, w.days_back,
                NULL::bigint, NULL::bigint
@@ -311,7 +332,7 @@ terminal_probes AS (
     ) points
 ),
 terminal_bounds AS (
-    SELECT target_id AS transaction_id, terminal_id,
+    SELECT target_id AS transaction_id,
            MAX(CASE WHEN days_back = 7 THEN position END) AS position_7,
            MAX(CASE WHEN days_back = 8 THEN position END) AS position_8,
            MAX(CASE WHEN days_back = 14 THEN position END) AS position_14,
@@ -322,13 +343,7 @@ terminal_bounds AS (
            MAX(CASE WHEN days_back = 37 THEN frauds_so_far END) AS frauds_37
     FROM terminal_probes
     WHERE target_id IS NOT NULL
-    GROUP BY target_id, terminal_id
-),
--- the terminal's known frauds numbered, so a window's first and last fraud are equality joins
-terminal_frauds AS (
-    SELECT terminal_id, frauds_so_far AS fraud_number, tx_datetime, position
-    FROM terminal_events
-    WHERE fraud = 1
+    GROUP BY target_id
 )
 SELECT t.transaction_id, t.tx_datetime, t.customer_id, t.terminal_id, t.tx_amount, t.tx_fraud, t.source,
        t.produced_at, t.arrived_at, t.stream_refresh_time,
@@ -394,7 +409,7 @@ FROM targets t
 JOIN customer_windows c ON c.transaction_id = t.transaction_id
 JOIN terminal_bounds m ON m.transaction_id = t.transaction_id
 LEFT JOIN terminal_frauds last_fraud
-    ON last_fraud.terminal_id = m.terminal_id AND last_fraud.fraud_number = m.frauds_7 AND m.frauds_7 > m.frauds_37
+    ON last_fraud.terminal_id = t.terminal_id AND last_fraud.fraud_number = m.frauds_7 AND m.frauds_7 > m.frauds_37
 LEFT JOIN terminal_frauds first_fraud
-    ON first_fraud.terminal_id = m.terminal_id AND first_fraud.fraud_number = m.frauds_37 + 1
+    ON first_fraud.terminal_id = t.terminal_id AND first_fraud.fraud_number = m.frauds_37 + 1
    AND m.frauds_7 > m.frauds_37;
