@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
 import json
 import logging
 import os
@@ -45,6 +46,16 @@ LOCAL_FUNCTION_ENV = {"POWERTOOLS_TRACE_DISABLED": "true"}
 # How the local scheduler differs from AWS's (see local.scheduler): score_and_alert back to back, not
 # idle for the last ~10 s of each minute; several act_on_alert batches at once, as Lambda's SQS poller.
 LOCAL_SCHEDULING: dict[str, Any] = {"back_to_back": ("score_and_alert",), "queue_pollers": 4}
+# Two stop-the-world pauses are kept out of the live pipeline (see Stack._quiet_pauses):
+# - Python's GC: while the scheduler runs, the objects that exist when it starts (modules, botocore
+#   models, the warehouse's translations, a loaded history) are frozen out of the collector, and young
+#   collections run less often; a full collection over that heap stopped every thread for up to 1.4 s
+#   (bench/e2e.py at 1,000 tx/s), the largest of the alert latency's spikes.
+# - DuckDB's checkpoint: the warehouse checkpoints when the scheduler starts, and then only once its
+#   write-ahead log reaches CHECKPOINT_THRESHOLD (at 1,000 tx/s the WAL grows by ~45 MB a minute, and
+#   DuckDB's default 16 MB made a statement's commit checkpoint every ~20 s, for 0.1-0.5 s).
+GC_THRESHOLDS = (10_000, 10, 10)
+CHECKPOINT_THRESHOLD = "1GB"
 LOCK_FILE = "stack.pid"
 WAREHOUSE_FILE = "warehouse.duckdb"
 
@@ -85,6 +96,7 @@ class Stack:
         self.migrations_result: dict[str, Any] = {}
         self._locked = False
         self._saved_env: dict[str, str] | None = None
+        self._gc_thresholds: tuple[int, int, int] | None = None  # before _freeze_heap
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -119,14 +131,34 @@ class Stack:
 
         settings = {**LOCAL_SCHEDULING, **kwargs}
         self.scheduler = Scheduler(self.resources, region=REGION, run_now=run_now, **settings)
+        self._quiet_pauses()
         self.scheduler.start()
         return self.scheduler
+
+    def _quiet_pauses(self) -> None:
+        """See GC_THRESHOLDS and CHECKPOINT_THRESHOLD; the GC settings are undone by stop()."""
+        if self.engine is not None:
+            con = self.engine.cursor()
+            try:
+                con.execute("CHECKPOINT")
+                con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+            finally:
+                con.close()
+        if self._gc_thresholds is None:
+            self._gc_thresholds = gc.get_threshold()
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(*GC_THRESHOLDS)
 
     def stop(self) -> None:
         """Stop in reverse order; safe to call twice and after a failed start."""
         if self.scheduler is not None:
             self.scheduler.stop()
             self.scheduler = None
+        if self._gc_thresholds is not None:
+            gc.unfreeze()
+            gc.set_threshold(*self._gc_thresholds)
+            self._gc_thresholds = None
         if self.redshift is not None:
             self.redshift.shutdown()
             self.redshift = None

@@ -7,6 +7,7 @@ own whose handlers record what they receive, to check the AWS semantics the sche
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -20,7 +21,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from local.stack import LOCK_FILE, Stack, StackError, StackOptions
+from local.stack import GC_THRESHOLDS, LOCK_FILE, Stack, StackError, StackOptions
 from local.template import REPO, TEMPLATE, load_template, stack_name_from_samconfig
 
 pytestmark = pytest.mark.integration
@@ -259,13 +260,19 @@ def test_back_to_back_function_and_concurrent_queue_pollers(tmp_path: Path, mini
                 Message=f"a{i}",
                 MessageAttributes={"kind": {"DataType": "String", "StringValue": "alert"}},
             )
+        gc_before = gc.get_threshold()
         stack.start_scheduler(run_now=("tick",), back_to_back=("tick",), queue_pollers=3)
+        # while the scheduler runs: the heap frozen out of the GC, checkpoints deferred (see GC_THRESHOLDS)
+        assert gc.get_freeze_count() > 0 and gc.get_threshold() == GC_THRESHOLDS
+        setting = stack.engine.connection().execute("SELECT current_setting('checkpoint_threshold')")
+        assert setting.fetchone()[0] in ("1.0 GiB", "1.0 GB", "1000.0 MB", "953.6 MiB")
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and stack.scheduler.stats["act"].messages_deleted < 30:
             time.sleep(0.1)
         tick, act = sys.modules["lambda_TickFunction"], sys.modules["lambda_ActFunction"]
         calls = list(tick.CALLS)
         assert stack.scheduler.stats["act"].messages_deleted == 30
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == gc_before  # undone by stop()
     assert act.PEAK[0] == 3  # three batches in flight at once, never more
     # run at start, again at once, then it failed: the next run waits for the 1-minute schedule
     assert len(calls) == 2 and calls[1] - calls[0] < 1
