@@ -103,9 +103,9 @@ def refresh_timings(engine: object, since: float) -> dict[str, list[float]]:
     return {row[0]: list(row[1:]) for row in rows}
 
 
-def cpu_by_thread(moto_pid: int | None) -> dict[str, float]:
+def cpu_by_thread(moto_pids: dict[str, int]) -> dict[str, float]:
     """CPU seconds so far of each thread of this process (by thread name, numbered pools summed) and of
-    the moto child process, from /proc (Linux); empty elsewhere. DuckDB's own worker threads have no
+    the moto child processes (name -> pid), from /proc (Linux); empty elsewhere. DuckDB's own worker threads have no
     Python name: they count as "native (DuckDB)"."""
     import re
     import threading
@@ -128,9 +128,9 @@ def cpu_by_thread(moto_pid: int | None) -> dict[str, float]:
             out[name] = out.get(name, 0.0) + cpu(f"/proc/self/task/{task}/stat")
         except (OSError, ValueError):
             continue  # the thread ended meanwhile
-    if moto_pid:
+    for name, pid in moto_pids.items():
         try:
-            out["moto server (child process)"] = cpu(f"/proc/{moto_pid}/stat")
+            out[name] = cpu(f"/proc/{pid}/stat")
         except (OSError, ValueError):
             pass
     return out
@@ -232,7 +232,7 @@ def main() -> int:
     from local.live import AlertDispatch, run_live
     from local.monitor import STAGES
     from local.seed import load_history, train_first_model
-    from local.stack import Stack, StackOptions
+    from local.stack import MOTO_SECOND_PROCESS, Stack, StackOptions
     from producer.simulator import LiveSimulator
 
     console = Console()
@@ -258,14 +258,21 @@ def main() -> int:
             scheduling["queue_pollers"] = args.pollers
         stack.start_scheduler(run_now=("score_and_alert",), on_sqs_batch=dispatch.on_alerts, **scheduling)
         live = LiveSimulator(seeded.world, after=seeded.history)
-        moto_pid = stack.moto.pid if stack.moto else None
+        moto_pids = {
+            name: moto.pid
+            for name, moto in (
+                ("moto server (child process)", stack.moto),
+                (f"moto {'+'.join(MOTO_SECOND_PROCESS)} (child process)", stack.second_moto),
+            )
+            if moto is not None and moto.pid
+        }
         gc_pauses = GcPauses()
         wal = WalWatch(Path(str(stack.engine.path) + ".wal"))
         for rate in rates:
             since = time.time()
             gc_pauses.take()
             wal.take()
-            cpu_before = cpu_by_thread(moto_pid)
+            cpu_before = cpu_by_thread(moto_pids)
             with console.status(f"{rate:,.0f} tx/s for {args.seconds:g} s, then drain..."):
                 run = run_live(
                     live, dispatch, rate=rate, duration_s=args.seconds, drain_timeout_s=args.drain_timeout
@@ -294,7 +301,7 @@ def main() -> int:
                     "checkpoints": wal.take(),
                     "cpu": {
                         name: (seconds - cpu_before.get(name, 0.0)) / run.total_s
-                        for name, seconds in cpu_by_thread(moto_pid).items()
+                        for name, seconds in cpu_by_thread(moto_pids).items()
                     },
                 }
             )

@@ -163,6 +163,10 @@ def test_bootstrap_creates_what_template_yaml_declares_with_the_same_names(tmp_p
         assert os.environ["TX_STREAM"] == "cust-payment-txn-stream"
         assert os.environ["AWS_ENDPOINT_URL_KINESIS"] == stack.moto_url
         assert os.environ["AWS_ENDPOINT_URL_REDSHIFT_DATA"] == stack.redshift.url
+        # DynamoDB is served by its own moto process (the tables above were listed through it)
+        assert os.environ["AWS_ENDPOINT_URL_DYNAMODB"] == stack.exports()["AWS_ENDPOINT_URL_DYNAMODB"]
+        assert os.environ["AWS_ENDPOINT_URL_DYNAMODB"] != stack.moto_url
+        assert stack.second_moto.pid not in (None, stack.moto.pid)
         assert stack.function("score_and_alert").schedules, "score_and_alert has a schedule in the template"
 
 
