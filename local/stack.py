@@ -102,7 +102,7 @@ class Stack:
         self.migrations_result: dict[str, Any] = {}
         self._locked = False
         self._saved_env: dict[str, str] | None = None
-        self._gc_thresholds: tuple[int, int, int] | None = None  # before _freeze_heap
+        self._heap_frozen = False  # by _quiet_pauses, until stop()
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -155,21 +155,18 @@ class Stack:
                     log.debug("no checkpoint at scheduler start: a write transaction is active")
             finally:
                 con.close()
-        if self._gc_thresholds is None:
-            self._gc_thresholds = gc.get_threshold()
-            gc.collect()
-            gc.freeze()
-            gc.set_threshold(*GC_THRESHOLDS)
+        if not self._heap_frozen:
+            _FROZEN.acquire()
+            self._heap_frozen = True
 
     def stop(self) -> None:
         """Stop in reverse order; safe to call twice and after a failed start."""
         if self.scheduler is not None:
             self.scheduler.stop()
             self.scheduler = None
-        if self._gc_thresholds is not None:
-            gc.unfreeze()
-            gc.set_threshold(*self._gc_thresholds)
-            self._gc_thresholds = None
+        if self._heap_frozen:
+            _FROZEN.release()
+            self._heap_frozen = False
         if self.redshift is not None:
             self.redshift.shutdown()
             self.redshift = None
@@ -341,6 +338,35 @@ class Stack:
             out[f"AWS_ENDPOINT_URL_{service}"] = self.endpoints[service]
         out["AWS_ENDPOINT_URL_REDSHIFT_DATA"] = self.redshift.url
         return out
+
+
+class _FrozenHeap:
+    """The process-wide GC settings of GC_THRESHOLDS, held while any stack's scheduler runs (tests run
+    several stacks in one process): the first acquire freezes, the last release restores."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._saved: tuple[int, int, int] = gc.get_threshold()
+
+    def acquire(self) -> None:
+        with self._lock:
+            if self._holders == 0:
+                self._saved = gc.get_threshold()
+                gc.collect()
+                gc.freeze()
+                gc.set_threshold(*GC_THRESHOLDS)
+            self._holders += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._holders -= 1
+            if self._holders == 0:
+                gc.unfreeze()
+                gc.set_threshold(*self._saved)
+
+
+_FROZEN = _FrozenHeap()
 
 
 def _load(options: StackOptions) -> Any:

@@ -459,3 +459,16 @@ def test_refresh_keeps_shard_lists_and_iterators_and_replaces_an_expired_iterato
         assert streaming.ITERATOR_TTL < 300  # kept iterators are renewed before Kinesis' 5 minutes
     finally:
         engine.close()
+
+
+def test_the_heap_stays_frozen_until_the_last_of_several_stacks_releases_it() -> None:
+    from local.stack import _FrozenHeap
+
+    before = gc.get_threshold()
+    heap = _FrozenHeap()
+    heap.acquire()
+    heap.acquire()  # a second stack's scheduler
+    heap.release()
+    assert gc.get_freeze_count() > 0 and gc.get_threshold() == GC_THRESHOLDS
+    heap.release()
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == before
