@@ -103,9 +103,9 @@ def refresh_timings(engine: object, since: float) -> dict[str, list[float]]:
     return {row[0]: list(row[1:]) for row in rows}
 
 
-def cpu_by_thread(moto_pid: int | None) -> dict[str, float]:
+def cpu_by_thread(moto_pids: dict[str, int]) -> dict[str, float]:
     """CPU seconds so far of each thread of this process (by thread name, numbered pools summed) and of
-    the moto child process, from /proc (Linux); empty elsewhere. DuckDB's own worker threads have no
+    the moto child processes (name -> pid), from /proc (Linux); empty elsewhere. DuckDB's own worker threads have no
     Python name: they count as "native (DuckDB)"."""
     import re
     import threading
@@ -128,12 +128,68 @@ def cpu_by_thread(moto_pid: int | None) -> dict[str, float]:
             out[name] = out.get(name, 0.0) + cpu(f"/proc/self/task/{task}/stat")
         except (OSError, ValueError):
             continue  # the thread ended meanwhile
-    if moto_pid:
+    for name, pid in moto_pids.items():
         try:
-            out["moto server (child process)"] = cpu(f"/proc/{moto_pid}/stat")
+            out[name] = cpu(f"/proc/{pid}/stat")
         except (OSError, ValueError):
             pass
     return out
+
+
+class GcPauses:
+    """Python's garbage-collector pauses in this process (every thread stops while one runs), by
+    generation: [count, total s, max s], from gc.callbacks."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self._started = 0.0
+        self.pauses: dict[int, list[float]] = {}
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.setdefault(info["generation"], []).append(time.perf_counter() - self._started)
+
+    def take(self) -> dict[int, list[float]]:
+        """The pauses since the last take: generation -> [count, total s, max s]."""
+        taken, self.pauses = self.pauses, {}
+        return {gen: [len(p), sum(p), max(p)] for gen, p in sorted(taken.items())}
+
+
+class WalWatch:
+    """DuckDB checkpoints seen from outside: the warehouse's write-ahead log shrinks when one runs
+    (sampled every 20 ms). Counts them and the WAL size reached before each."""
+
+    def __init__(self, wal: Path) -> None:
+        import threading
+
+        self.wal = wal
+        self.checkpoints: list[float] = []  # WAL bytes before each
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="bench-wal-watch", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        last = 0
+        while not self._stop.wait(0.02):
+            try:
+                size = self.wal.stat().st_size
+            except OSError:
+                size = 0
+            if size < last:
+                self.checkpoints.append(last)
+            last = size
+
+    def take(self) -> list[float]:
+        taken, self.checkpoints = self.checkpoints, []
+        return taken
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def caught_up_rate(history: list[tuple[float, int, int, int]], index: int, produced: int) -> float | None:
@@ -176,7 +232,7 @@ def main() -> int:
     from local.live import AlertDispatch, run_live
     from local.monitor import STAGES
     from local.seed import load_history, train_first_model
-    from local.stack import Stack, StackOptions
+    from local.stack import MOTO_SECOND_PROCESS, Stack, StackOptions
     from producer.simulator import LiveSimulator
 
     console = Console()
@@ -202,10 +258,21 @@ def main() -> int:
             scheduling["queue_pollers"] = args.pollers
         stack.start_scheduler(run_now=("score_and_alert",), on_sqs_batch=dispatch.on_alerts, **scheduling)
         live = LiveSimulator(seeded.world, after=seeded.history)
-        moto_pid = stack.moto.pid if stack.moto else None
+        moto_pids = {
+            name: moto.pid
+            for name, moto in (
+                ("moto server (child process)", stack.moto),
+                (f"moto {'+'.join(MOTO_SECOND_PROCESS)} (child process)", stack.second_moto),
+            )
+            if moto is not None and moto.pid
+        }
+        gc_pauses = GcPauses()
+        wal = WalWatch(Path(str(stack.engine.path) + ".wal"))
         for rate in rates:
             since = time.time()
-            cpu_before = cpu_by_thread(moto_pid)
+            gc_pauses.take()
+            wal.take()
+            cpu_before = cpu_by_thread(moto_pids)
             with console.status(f"{rate:,.0f} tx/s for {args.seconds:g} s, then drain..."):
                 run = run_live(
                     live, dispatch, rate=rate, duration_s=args.seconds, drain_timeout_s=args.drain_timeout
@@ -230,14 +297,17 @@ def main() -> int:
                     "stages": m.stage_percentiles(),
                     "statements": statement_timings(stack.redshift.store, since),
                     "refreshes": refresh_timings(stack.engine, since),
+                    "gc": gc_pauses.take(),
+                    "checkpoints": wal.take(),
                     "cpu": {
                         name: (seconds - cpu_before.get(name, 0.0)) / run.total_s
-                        for name, seconds in cpu_by_thread(moto_pid).items()
+                        for name, seconds in cpu_by_thread(moto_pids).items()
                     },
                 }
             )
             console.print(f"{rate:,.0f} tx/s done: {m.one_line()}")
         stack.scheduler.stop()
+        wal.stop()
 
     def fmt(value: float | None, spec: str = ",.0f") -> str:
         return "n/a" if value is None or value != value else format(value, spec)
@@ -258,7 +328,10 @@ def main() -> int:
     lines.append(
         "(tx/s; ingested/scored = count / seconds until the warehouse held it all; lag while streaming)"
     )
-    lines.append("alert latency by stage, p50 / p99 s (from the timestamps each alert carries):")
+    lines.append("alert latency by stage, p50 / p99 s (from the timestamps each alert carries; scored_at is")
+    lines.append(
+        "GETDATE(), whole seconds: 'to scored' reads up to 1 s short and 'to published' as much long):"
+    )
     lines.append(f"{'target':>7}  " + "  ".join(f"{stage:>14}" for stage in STAGES))
     for r in rows:
         cells = [r["stages"].get(stage) for stage in STAGES]
@@ -274,6 +347,16 @@ def main() -> int:
             lines.append(f"{'':>9}{name:<36} {count:>6,.0f} {wait:>7.3f} {p50:>7.3f} / {p99:.3f}")
         for name, (count, p50, p99) in r["refreshes"].items():
             lines.append(f"{'':>9}{'REFRESH ' + name:<36} {count:>6,.0f} {'':>7} {p50:>7.3f} / {p99:.3f}")
+    lines.append(
+        "Python GC pauses in the stack process (all threads wait): generation count / total s / max s:"
+    )
+    for r in rows:
+        text = ", ".join(f"gen{g} {n} / {total:.2f} / {top:.3f}" for g, (n, total, top) in r["gc"].items())
+        lines.append(f"{fmt(r['rate']):>7}  {text or 'none'}")
+    lines.append("DuckDB checkpoints (the WAL shrank): count, WAL MB before each:")
+    for r in rows:
+        sizes = ", ".join(f"{size / 1e6:.0f}" for size in r["checkpoints"])
+        lines.append(f"{fmt(r['rate']):>7}  {len(r['checkpoints'])}: {sizes}")
     lines.append("CPU by thread, in cores (CPU s / wall s of the run incl. drain; top 12):")
     for r in rows:
         top = sorted(r["cpu"].items(), key=lambda kv: -kv[1])[:12]

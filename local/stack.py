@@ -1,6 +1,6 @@
 """`python -m local up`: the whole AWS side of the product on loopback, with one command.
 
-A moto server (Kinesis, S3, SNS, SQS, DynamoDB; in a child process, see MotoProcess) and the Redshift
+Moto servers (Kinesis, S3, SNS, SQS; DynamoDB: two child processes, see MotoProcess) and the Redshift
 emulator's Data API endpoint on free 127.0.0.1 ports; the resources template.yaml declares, with the same names; the SQL migrations
 applied by the `apply_sql` handler; and the scheduler that invokes the other handlers in-process.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
 import json
 import logging
 import os
@@ -39,12 +40,26 @@ FAKE_CREDENTIALS = {
     "AWS_REGION": REGION,
 }
 MOTO_SERVICES = ("KINESIS", "S3", "SNS", "SQS", "DYNAMODB")
+# Served by a second moto process, with its own GIL: act_on_alert's DynamoDB transactions were 43% of
+# the moto process's samples at 1,000 tx/s (py-spy), and every Kinesis read, SNS publish and SQS
+# receive of the alert path waited behind them. (SNS delivers to SQS inside moto: those two stay together.)
+MOTO_SECOND_PROCESS = ("DYNAMODB",)
 # Lambda-side switches: no X-Ray daemon locally; the rest comes from the template.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 LOCAL_FUNCTION_ENV = {"POWERTOOLS_TRACE_DISABLED": "true"}
 # How the local scheduler differs from AWS's (see local.scheduler): score_and_alert back to back, not
 # idle for the last ~10 s of each minute; several act_on_alert batches at once, as Lambda's SQS poller.
 LOCAL_SCHEDULING: dict[str, Any] = {"back_to_back": ("score_and_alert",), "queue_pollers": 4}
+# Two stop-the-world pauses are kept out of the live pipeline (see Stack._quiet_pauses):
+# - Python's GC: while the scheduler runs, the objects that exist when it starts (modules, botocore
+#   models, the warehouse's translations, a loaded history) are frozen out of the collector, and young
+#   collections run less often; a full collection over that heap stopped every thread for up to 1.4 s
+#   (bench/e2e.py at 1,000 tx/s), the largest of the alert latency's spikes.
+# - DuckDB's checkpoint: the warehouse checkpoints when the scheduler starts, and then only once its
+#   write-ahead log reaches CHECKPOINT_THRESHOLD (at 1,000 tx/s the WAL grows by ~45 MB a minute, and
+#   DuckDB's default 16 MB made a statement's commit checkpoint every ~20 s, for 0.1-0.5 s).
+GC_THRESHOLDS = (10_000, 10, 10)
+CHECKPOINT_THRESHOLD = "1GB"
 LOCK_FILE = "stack.pid"
 WAREHOUSE_FILE = "warehouse.duckdb"
 
@@ -76,7 +91,9 @@ class Stack:
     def __init__(self, options: StackOptions | None = None) -> None:
         self.options = options or StackOptions()
         self.moto: Any = None
-        self.moto_url = ""
+        self.moto_url = ""  # the first moto process (Kinesis, S3, SNS, SQS)
+        self.second_moto: Any = None  # MOTO_SECOND_PROCESS's services
+        self.endpoints: dict[str, str] = {}  # service (KINESIS, ...) -> its moto URL
         self.engine: Any = None
         self.redshift: Any = None
         self.template: Any = None
@@ -85,6 +102,7 @@ class Stack:
         self.migrations_result: dict[str, Any] = {}
         self._locked = False
         self._saved_env: dict[str, str] | None = None
+        self._heap_frozen = False  # by _quiet_pauses, until stop()
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -119,23 +137,46 @@ class Stack:
 
         settings = {**LOCAL_SCHEDULING, **kwargs}
         self.scheduler = Scheduler(self.resources, region=REGION, run_now=run_now, **settings)
+        self._quiet_pauses()
         self.scheduler.start()
         return self.scheduler
+
+    def _quiet_pauses(self) -> None:
+        """See GC_THRESHOLDS and CHECKPOINT_THRESHOLD; the GC settings are undone by stop()."""
+        if self.engine is not None:
+            import duckdb
+
+            con = self.engine.cursor()
+            try:
+                con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+                try:
+                    con.execute("CHECKPOINT")
+                except duckdb.Error:  # an AUTO REFRESH is writing: the WAL's next checkpoint takes it
+                    log.debug("no checkpoint at scheduler start: a write transaction is active")
+            finally:
+                con.close()
+        if not self._heap_frozen:
+            _FROZEN.acquire()
+            self._heap_frozen = True
 
     def stop(self) -> None:
         """Stop in reverse order; safe to call twice and after a failed start."""
         if self.scheduler is not None:
             self.scheduler.stop()
             self.scheduler = None
+        if self._heap_frozen:
+            _FROZEN.release()
+            self._heap_frozen = False
         if self.redshift is not None:
             self.redshift.shutdown()
             self.redshift = None
         if self.engine is not None:
             self.engine.close()
             self.engine = None
-        if self.moto is not None:
-            self.moto.stop()
-            self.moto = None
+        for moto in (self.moto, self.second_moto):
+            if moto is not None:
+                moto.stop()
+        self.moto = self.second_moto = None
         if self._locked:
             (self.options.data_dir / LOCK_FILE).unlink(missing_ok=True)
             self._locked = False
@@ -172,11 +213,14 @@ class Stack:
         self._locked = True
 
     def _start_moto(self) -> None:
-        self.moto = MotoProcess(self.options.moto_port)
-        host, port = self.moto.start()
-        self.moto_url = f"http://{host}:{port}"
+        self.moto, self.second_moto = MotoProcess(self.options.moto_port), MotoProcess()
+        self.moto.launch()
+        self.second_moto.launch()  # both import moto at once
+        self.moto_url = self.moto.ready()
+        second_url = self.second_moto.ready()
         for service in MOTO_SERVICES:
-            os.environ[f"AWS_ENDPOINT_URL_{service}"] = self.moto_url
+            self.endpoints[service] = second_url if service in MOTO_SECOND_PROCESS else self.moto_url
+            os.environ[f"AWS_ENDPOINT_URL_{service}"] = self.endpoints[service]
 
     def _start_redshift(self) -> None:
         from local.redshift.engine import Engine
@@ -291,9 +335,38 @@ class Stack:
     def exports(self) -> dict[str, str]:
         out = dict(FAKE_CREDENTIALS)
         for service in MOTO_SERVICES:
-            out[f"AWS_ENDPOINT_URL_{service}"] = self.moto_url
+            out[f"AWS_ENDPOINT_URL_{service}"] = self.endpoints[service]
         out["AWS_ENDPOINT_URL_REDSHIFT_DATA"] = self.redshift.url
         return out
+
+
+class _FrozenHeap:
+    """The process-wide GC settings of GC_THRESHOLDS, held while any stack's scheduler runs (tests run
+    several stacks in one process): the first acquire freezes, the last release restores."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._saved: tuple[int, int, int] = gc.get_threshold()
+
+    def acquire(self) -> None:
+        with self._lock:
+            if self._holders == 0:
+                self._saved = gc.get_threshold()
+                gc.collect()
+                gc.freeze()
+                gc.set_threshold(*GC_THRESHOLDS)
+            self._holders += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._holders -= 1
+            if self._holders == 0:
+                gc.unfreeze()
+                gc.set_threshold(*self._saved)
+
+
+_FROZEN = _FrozenHeap()
 
 
 def _load(options: StackOptions) -> Any:
@@ -315,7 +388,13 @@ class MotoProcess:
         self.start_timeout_s = start_timeout_s
         self._process: subprocess.Popen[str] | None = None
 
-    def start(self) -> tuple[str, int]:
+    def start(self) -> str:
+        """Start the child and wait until it serves; its URL."""
+        self.launch()
+        return self.ready()
+
+    def launch(self) -> None:
+        """Start the child without waiting for it (see ready)."""
         code = "import sys; from local.stack import serve_moto; serve_moto(int(sys.argv[1]))"
         env = {
             **os.environ,
@@ -329,10 +408,14 @@ class MotoProcess:
             stdout=subprocess.PIPE,
             text=True,
         )
+
+    def ready(self) -> str:
+        """Wait until the launched child serves; its URL."""
+        assert self._process is not None, "launch() first"
         ready, _, _ = select.select([self._process.stdout], [], [], self.start_timeout_s)
         line = self._process.stdout.readline().split() if ready else []  # type: ignore[union-attr]
         if len(line) == 3 and line[0] == "ok":
-            return line[1], int(line[2])
+            return f"http://{line[1]}:{int(line[2])}"
         self.stop()
         reason = " ".join(line[1:]) if line[:1] == ["error"] else "no answer"
         raise StackError(f"the moto server did not start: {reason}")

@@ -127,7 +127,7 @@ class KinesisWriter:
         max_attempts: int = 8,
         base_delay_s: float = 0.05,
         max_delay_s: float = 5.0,
-        linger_s: float = 0.2,
+        linger_s: float = 0.1,  # the KPL's default RecordMaxBufferedTime (100 ms)
         max_batch_records: int = MAX_RECORDS_PER_CALL,
         max_batch_bytes: int = MAX_BYTES_PER_CALL,
         max_batches_in_flight: int = 4,

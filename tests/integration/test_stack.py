@@ -7,6 +7,7 @@ own whose handlers record what they receive, to check the AWS semantics the sche
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -20,7 +21,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from local.stack import LOCK_FILE, Stack, StackError, StackOptions
+from local.stack import GC_THRESHOLDS, LOCK_FILE, Stack, StackError, StackOptions
 from local.template import REPO, TEMPLATE, load_template, stack_name_from_samconfig
 
 pytestmark = pytest.mark.integration
@@ -162,6 +163,10 @@ def test_bootstrap_creates_what_template_yaml_declares_with_the_same_names(tmp_p
         assert os.environ["TX_STREAM"] == "cust-payment-txn-stream"
         assert os.environ["AWS_ENDPOINT_URL_KINESIS"] == stack.moto_url
         assert os.environ["AWS_ENDPOINT_URL_REDSHIFT_DATA"] == stack.redshift.url
+        # DynamoDB is served by its own moto process (the tables above were listed through it)
+        assert os.environ["AWS_ENDPOINT_URL_DYNAMODB"] == stack.exports()["AWS_ENDPOINT_URL_DYNAMODB"]
+        assert os.environ["AWS_ENDPOINT_URL_DYNAMODB"] != stack.moto_url
+        assert stack.second_moto.pid not in (None, stack.moto.pid)
         assert stack.function("score_and_alert").schedules, "score_and_alert has a schedule in the template"
 
 
@@ -259,13 +264,19 @@ def test_back_to_back_function_and_concurrent_queue_pollers(tmp_path: Path, mini
                 Message=f"a{i}",
                 MessageAttributes={"kind": {"DataType": "String", "StringValue": "alert"}},
             )
+        gc_before = gc.get_threshold()
         stack.start_scheduler(run_now=("tick",), back_to_back=("tick",), queue_pollers=3)
+        # while the scheduler runs: the heap frozen out of the GC, checkpoints deferred (see GC_THRESHOLDS)
+        assert gc.get_freeze_count() > 0 and gc.get_threshold() == GC_THRESHOLDS
+        setting = stack.engine.connection().execute("SELECT current_setting('checkpoint_threshold')")
+        assert setting.fetchone()[0] in ("1.0 GiB", "1.0 GB", "1000.0 MB", "953.6 MiB")
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and stack.scheduler.stats["act"].messages_deleted < 30:
             time.sleep(0.1)
         tick, act = sys.modules["lambda_TickFunction"], sys.modules["lambda_ActFunction"]
         calls = list(tick.CALLS)
         assert stack.scheduler.stats["act"].messages_deleted == 30
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == gc_before  # undone by stop()
     assert act.PEAK[0] == 3  # three batches in flight at once, never more
     # run at start, again at once, then it failed: the next run waits for the 1-minute schedule
     assert len(calls) == 2 and calls[1] - calls[0] < 1
@@ -448,3 +459,16 @@ def test_refresh_keeps_shard_lists_and_iterators_and_replaces_an_expired_iterato
         assert streaming.ITERATOR_TTL < 300  # kept iterators are renewed before Kinesis' 5 minutes
     finally:
         engine.close()
+
+
+def test_the_heap_stays_frozen_until_the_last_of_several_stacks_releases_it() -> None:
+    from local.stack import _FrozenHeap
+
+    before = gc.get_threshold()
+    heap = _FrozenHeap()
+    heap.acquire()
+    heap.acquire()  # a second stack's scheduler
+    heap.release()
+    assert gc.get_freeze_count() > 0 and gc.get_threshold() == GC_THRESHOLDS
+    heap.release()
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == before

@@ -3,6 +3,7 @@ batch card locks exactly once per alerted transaction (moto), promotion rule."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import threading
@@ -343,20 +344,25 @@ def test_within_mark_every_s_batches_are_published_without_warehouse_calls(
 
 def _cycles(monkeypatch, score_calls: list[float], pass_gate: threading.Event, cycles: int):
     """alerts.run with score and publish_pending replaced by recorders: each cycle scores 5 and
-    enqueues 1; each publish pass publishes 1 once `pass_gate` is set."""
+    enqueues 1; each publish pass publishes 1 once `pass_gate` is set. Cycle 2 starts once pass 1 runs."""
     passes: list[float] = []
+    first_pass = threading.Event()
 
-    def score(api, sql, threshold, outbox=None):
+    def score(api, sql, threshold, outbox=None, refresh=True):
+        if score_calls:
+            assert first_pass.wait(10)
         score_calls.append(time.monotonic())
         return 5, 1, "m"
 
     def publish(api, sns, topic, sql, limit, outbox=None):
         passes.append(time.monotonic())
+        first_pass.set()
         assert pass_gate.wait(10)
         return 1, 0
 
     monkeypatch.setattr(alerts, "score", score)
     monkeypatch.setattr(alerts, "publish_pending", publish)
+    monkeypatch.setattr(alerts, "refresh_transactions", lambda api: None)
     settings = AlertSettings(TOPIC, 0.5, poll_interval_s=0.0, batch_limit=500, stop_margin_s=0.5)
     left = iter(range(cycles - 1, -1, -1))
     return passes, lambda sleep: alerts.run(
@@ -376,9 +382,61 @@ def test_cycles_go_on_scoring_while_a_slow_publish_pass_runs(monkeypatch) -> Non
 
     result = run(sleep)
     assert result.cycles == 4 and result.totals.scored == 20 and result.totals.enqueued == 4
-    # pass 1 from cycle 1, pass 2 from cycle 4 (the first was done by then), no last pass needed
-    assert len(passes) == 2 and passes[1] > scored[3]
-    assert result.totals.published == 2
+    # pass 1 from cycle 1; cycles 2 and 3 asked while it ran: ONE pass 2, started as soon as pass 1
+    # ended (before cycle 4, not after it); pass 3 from cycle 4
+    assert len(passes) == 3 and passes[0] < scored[1] < scored[2] < passes[1] < scored[3] < passes[2]
+    assert result.totals.published == 3
+
+
+def test_a_failed_pass_fails_the_next_cycle_and_no_pass_runs_after_it(monkeypatch) -> None:
+    scored: list[float] = []
+    passes: list[float] = []
+
+    def score(api, sql, threshold, outbox=None, refresh=True):
+        scored.append(time.monotonic())
+        return 5, 1, "m"
+
+    def publish(api, sns, topic, sql, limit, outbox=None):
+        passes.append(time.monotonic())
+        raise RuntimeError("sns down")
+
+    monkeypatch.setattr(alerts, "score", score)
+    monkeypatch.setattr(alerts, "publish_pending", publish)
+    monkeypatch.setattr(alerts, "refresh_transactions", lambda api: None)
+    settings = AlertSettings(TOPIC, 0.5, poll_interval_s=0.0, batch_limit=500, stop_margin_s=0.5)
+    with pytest.raises(RuntimeError, match="sns down"):
+        alerts.run(
+            None, settings, SQL_SETTINGS, lambda: 60_000, sns=object(), sleep=lambda _s: time.sleep(0.05)
+        )
+    assert len(passes) == 1 and len(scored) >= 2  # the cycle after the failed pass raised its error
+
+
+def test_a_failed_cycle_waits_for_the_running_pass_and_raises_its_own_error(monkeypatch) -> None:
+    gate = threading.Event()
+    passes: list[float] = []
+    ended: list[float] = []
+
+    def score(api, sql, threshold, outbox=None, refresh=True):
+        if passes:
+            raise RuntimeError("warehouse down")
+        return 5, 1, "m"
+
+    def publish(api, sns, topic, sql, limit, outbox=None):
+        passes.append(time.monotonic())
+        assert gate.wait(10)
+        ended.append(time.monotonic())
+        raise RuntimeError("sns down")
+
+    monkeypatch.setattr(alerts, "score", score)
+    monkeypatch.setattr(alerts, "publish_pending", publish)
+    monkeypatch.setattr(alerts, "refresh_transactions", lambda api: None)
+    settings = AlertSettings(TOPIC, 0.5, poll_interval_s=0.0, batch_limit=500, stop_margin_s=0.5)
+    threading.Timer(0.3, gate.set).start()
+    with pytest.raises(RuntimeError, match="warehouse down"):
+        alerts.run(
+            None, settings, SQL_SETTINGS, lambda: 60_000, sns=object(), sleep=lambda _s: time.sleep(0.05)
+        )
+    assert len(passes) == 1 and len(ended) == 1  # waited for, and no pass after the failed cycle
 
 
 def test_the_run_ends_with_a_pass_over_what_cycles_enqueued_during_a_running_pass(monkeypatch) -> None:
@@ -390,3 +448,44 @@ def test_the_run_ends_with_a_pass_over_what_cycles_enqueued_during_a_running_pas
     # cycle 2 enqueued while pass 1 was held: the run waits for pass 1, then publishes once more
     assert result.cycles == 2 and len(passes) == 2 and passes[1] > scored[1]
     assert result.totals.published == 2
+
+
+def test_the_view_is_refreshed_in_its_own_thread_at_most_once_per_poll_interval(monkeypatch) -> None:
+    refreshes: list[float] = []
+    scored: list[tuple[float, bool]] = []
+
+    def refresh(api):
+        refreshes.append(time.monotonic())
+        time.sleep(0.05)
+
+    def score(api, sql, threshold, outbox=None, refresh=True):
+        scored.append((time.monotonic(), refresh))
+        time.sleep(0.3)  # a slow scoring statement: REFRESHes go on meanwhile
+        return 5, 0, "m"
+
+    monkeypatch.setattr(alerts, "refresh_transactions", refresh)
+    monkeypatch.setattr(alerts, "score", score)
+    monkeypatch.setattr(alerts, "publish_pending", lambda *a, **k: (0, 0))
+    settings = AlertSettings(TOPIC, 0.5, poll_interval_s=0.1, batch_limit=500, stop_margin_s=0.5)
+    left = iter([2600, 1600, 500])  # ms: three cycles
+    result = alerts.run(None, settings, SQL_SETTINGS, lambda: next(left), sns=object())
+    assert result.cycles == 3 and all(not own_refresh for _, own_refresh in scored)
+    assert refreshes[0] + 0.05 <= scored[0][0]  # the first cycle waited for the first REFRESH
+    # ~1 s of cycles, a REFRESH started every 0.1 s (each takes 0.05): several per cycle, never closer
+    assert len(refreshes) >= 5
+    assert all(b - a >= 0.095 for a, b in itertools.pairwise(refreshes))
+    count = len(refreshes)  # stopped with the run: none starts after it returned
+    time.sleep(0.3)
+    assert len(refreshes) == count
+
+
+def test_a_refresh_that_raised_fails_the_next_cycle(monkeypatch) -> None:
+    def refresh(api):
+        raise ConnectionError("warehouse endpoint gone")
+
+    monkeypatch.setattr(alerts, "refresh_transactions", refresh)
+    monkeypatch.setattr(alerts, "score", lambda *a, **k: pytest.fail("scored without a refresh"))
+    monkeypatch.setattr(alerts, "publish_pending", lambda *a, **k: (0, 0))
+    settings = AlertSettings(TOPIC, 0.5, poll_interval_s=0.1, batch_limit=500, stop_margin_s=0.5)
+    with pytest.raises(ConnectionError, match="endpoint gone"):
+        alerts.run(None, settings, SQL_SETTINGS, lambda: 60_000, sns=object())
