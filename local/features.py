@@ -48,6 +48,8 @@ EXTRA_FEATURES = (
     "TERMINAL_ID_RISK_SINCE_FIRST_FRAUD",
     "TERMINAL_ID_COMPROMISE_DAY",
     "CUSTOMER_QUARTIC_MEAN_AMOUNT_14DAY_TO_BASELINE_RATIO",
+    "TERMINAL_ID_MIN_FRAUD_AMOUNT_30DAY_WINDOW",
+    "TERMINAL_ID_MAX_FRAUD_AMOUNT_30DAY_WINDOW",
 )
 
 # A backfill has no Kinesis: the stream views the feature definition reads exist, empty, with the

@@ -90,7 +90,9 @@ CREATE TABLE IF NOT EXISTS history_features (
     terminal_id_last_known_label integer NOT NULL,
     terminal_id_risk_since_first_fraud float8 NOT NULL,
     terminal_id_compromise_day integer NOT NULL,
-    customer_quartic_mean_amount_14day_to_baseline_ratio float8 NOT NULL
+    customer_quartic_mean_amount_14day_to_baseline_ratio float8 NOT NULL,
+    terminal_id_min_fraud_amount_30day_window float8 NOT NULL,
+    terminal_id_max_fraud_amount_30day_window float8 NOT NULL
 )
 DISTKEY (customer_id)
 SORTKEY (tx_datetime);
@@ -126,6 +128,8 @@ CREATE TABLE IF NOT EXISTS fraud_scores (
     terminal_id_risk_since_first_fraud float8 NOT NULL,
     terminal_id_compromise_day integer NOT NULL,
     customer_quartic_mean_amount_14day_to_baseline_ratio float8 NOT NULL,
+    terminal_id_min_fraud_amount_30day_window float8 NOT NULL,
+    terminal_id_max_fraud_amount_30day_window float8 NOT NULL,
     score float8 NOT NULL,
     prediction integer NOT NULL,
     threshold float8 NOT NULL,
@@ -287,7 +291,7 @@ terminal_lags AS (
     SELECT 7 AS days_back UNION ALL SELECT 8 UNION ALL SELECT 14 UNION ALL SELECT 37
 ),
 terminal_events AS (
-    SELECT e.terminal_id, e.tx_datetime, COALESCE(e.tx_fraud, 0) AS fraud,
+    SELECT e.terminal_id, e.tx_datetime, COALESCE(e.tx_fraud, 0) AS fraud, e.tx_amount,
            ROW_NUMBER() OVER (PARTITION BY e.terminal_id ORDER BY e.tx_datetime, e.transaction_id) AS position,
            LEAD(e.tx_datetime) OVER (PARTITION BY e.terminal_id
                                      ORDER BY e.tx_datetime, e.transaction_id) AS next_at
@@ -335,7 +339,8 @@ terminal_fraud_windows AS (
            SUM(CASE WHEN f.tx_datetime > DATEADD(day, -14, t.tx_datetime) THEN 1 ELSE 0 END) AS frauds_7,
            COUNT(*) AS frauds_30,
            MIN(f.tx_datetime) AS first_fraud_at, MIN(f.position) AS first_fraud_position,
-           MAX(f.tx_datetime) AS last_fraud_at, MAX(f.position) AS last_fraud_position
+           MAX(f.tx_datetime) AS last_fraud_at, MAX(f.position) AS last_fraud_position,
+           MIN(f.tx_amount) AS min_fraud_amount, MAX(f.tx_amount) AS max_fraud_amount
     FROM targets t
     JOIN terminal_events f
       ON f.terminal_id = t.terminal_id AND f.fraud = 1
@@ -401,7 +406,13 @@ SELECT t.transaction_id, t.tx_datetime, t.customer_id, t.terminal_id, t.tx_amoun
             ELSE POWER(GREATEST(c.fourth_powers_14 - POWER(t.tx_amount::float8, 4), 0) / (c.nb_14 - 1), 0.25)
                  / CASE WHEN c.nb_30 = c.nb_14 OR c.amount_30 = c.amount_14 THEN c.amount_30 / c.nb_30
                         ELSE (c.amount_30 - c.amount_14) / (c.nb_30 - c.nb_14) END END
-           AS customer_quartic_mean_amount_14day_to_baseline_ratio
+           AS customer_quartic_mean_amount_14day_to_baseline_ratio,
+       -- the smallest and largest known fraud amounts at the terminal in its 30-day known window (-1:
+       -- none): a compromised terminal's frauds have its customers' ordinary amounts, while a stray
+       -- fraud there (a stolen card's x5 amount, a fraud over 220) is large, so a large smallest known
+       -- fraud says the terminal itself may not be compromised (prototype: ch5 AP +0.007)
+       COALESCE(f.min_fraud_amount, -1)::float8 AS terminal_id_min_fraud_amount_30day_window,
+       COALESCE(f.max_fraud_amount, -1)::float8 AS terminal_id_max_fraud_amount_30day_window
 FROM targets t
 JOIN customer_windows c ON c.transaction_id = t.transaction_id
 JOIN terminal_bounds m ON m.transaction_id = t.transaction_id

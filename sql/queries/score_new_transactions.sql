@@ -16,6 +16,7 @@ INSERT INTO fraud_scores (
     terminal_id_days_since_last_fraud, terminal_id_days_since_first_fraud,
     terminal_id_last_known_label, terminal_id_risk_since_first_fraud,
     terminal_id_compromise_day, customer_quartic_mean_amount_14day_to_baseline_ratio,
+    terminal_id_min_fraud_amount_30day_window, terminal_id_max_fraud_amount_30day_window,
     score, prediction, threshold, model_version, reasons, produced_at, arrived_at, stream_refresh_time, scored_at
 )
 WITH scored AS (
@@ -31,7 +32,8 @@ WITH scored AS (
            f.customer_id_avg_amount_baseline_window, f.amount_to_baseline_ratio,
            f.customer_avg_amount_14day_to_baseline_ratio, f.terminal_id_days_since_last_fraud,
            f.terminal_id_days_since_first_fraud, f.terminal_id_last_known_label, f.terminal_id_risk_since_first_fraud,
-           f.terminal_id_compromise_day, f.customer_quartic_mean_amount_14day_to_baseline_ratio
+           f.terminal_id_compromise_day, f.customer_quartic_mean_amount_14day_to_baseline_ratio,
+           f.terminal_id_min_fraud_amount_30day_window, f.terminal_id_max_fraud_amount_30day_window
            ) AS score
     FROM tx_features f
     WHERE f.source = 'stream'
@@ -94,6 +96,7 @@ SELECT s.transaction_id, s.tx_datetime, s.customer_id, s.terminal_id, s.tx_amoun
        s.customer_avg_amount_14day_to_baseline_ratio, s.terminal_id_days_since_last_fraud,
        s.terminal_id_days_since_first_fraud, s.terminal_id_last_known_label, s.terminal_id_risk_since_first_fraud,
        s.terminal_id_compromise_day, s.customer_quartic_mean_amount_14day_to_baseline_ratio,
+       s.terminal_id_min_fraud_amount_30day_window, s.terminal_id_max_fraud_amount_30day_window,
        s.score,
        CASE WHEN s.score >= CAST(:threshold AS float8) THEN 1 ELSE 0 END,
        CAST(:threshold AS float8),

@@ -2,7 +2,7 @@
 
 Edge cases: a card's first transaction, window boundaries to the second, same-second ties, a
 terminal with no labelled history, stream labels that arrive after the delay, the compromise day of a
-terminal and the card's 14-day amount spikes over its baseline.
+terminal, the card's 14-day amount spikes over its baseline and the terminal's known fraud amounts.
 """
 
 from __future__ import annotations
@@ -86,6 +86,8 @@ def test_first_transaction_of_a_card(engine: Engine) -> None:
     assert f["customer_quartic_mean_amount_14day_to_baseline_ratio"] == 0, (
         "no earlier transaction on the card"
     )
+    assert f["terminal_id_min_fraud_amount_30day_window"] == -1, "no known fraud at the terminal"
+    assert f["terminal_id_max_fraud_amount_30day_window"] == -1
 
 
 def test_customer_windows_are_right_closed_to_the_second(engine: Engine) -> None:
@@ -250,3 +252,20 @@ def test_quartic_mean_ratio_without_recent_transactions_or_without_baseline(engi
     # no baseline: the card's 30-day mean ((10 + 50) / 2) stands in, as for amount_to_baseline_ratio
     assert f[4]["customer_id_nb_tx_baseline_window"] == 0
     assert f[4]["customer_quartic_mean_amount_14day_to_baseline_ratio"] == pytest.approx(10 / 30)
+
+
+def test_smallest_and_largest_known_fraud_amounts_at_the_terminal(engine: Engine) -> None:
+    add_history(
+        engine,
+        [
+            (1, "2018-07-01 12:00:00", 1, 9, 500.00, 1),  # exactly t - 37 d of tx 9: out of its window
+            (2, "2018-07-01 12:00:01", 2, 9, 300.00, 1),  # (t - 37 d, t - 7 d] of tx 9: known
+            (3, "2018-07-20 12:00:00", 3, 9, 25.50, 1),  # known
+            (4, "2018-07-25 12:00:00", 4, 9, 5.00, 0),  # known but genuine: not a fraud amount
+            (5, "2018-08-01 12:00:00", 5, 9, 1.00, 1),  # in the label delay (t - 7 d, t]: unknown
+            (9, "2018-08-07 12:00:00", 6, 9, 40.00, 0),
+        ],
+    )
+    f = features(engine)[9]
+    assert f["terminal_id_min_fraud_amount_30day_window"] == pytest.approx(25.5)
+    assert f["terminal_id_max_fraud_amount_30day_window"] == pytest.approx(300.0)

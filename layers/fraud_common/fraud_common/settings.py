@@ -106,7 +106,7 @@ class SqlSettings:
             model_name=_identifier(env, "MODEL_NAME", "base name of the model", "fraud_model"),
             model_function=_identifier(env, "MODEL_FUNCTION", "base name of its function", "fn_fraud_score"),
             max_runtime=int(_number(env, "MODEL_MAX_RUNTIME", "CREATE MODEL MAX_RUNTIME, s", "5400", int)),
-            max_cells=int(_number(env, "MODEL_MAX_CELLS", "CREATE MODEL MAX_CELLS", "25000000", int)),
+            max_cells=int(_number(env, "MODEL_MAX_CELLS", "CREATE MODEL MAX_CELLS", "40000000", int)),
         )
 
     def placeholders(self) -> dict[str, str]:
