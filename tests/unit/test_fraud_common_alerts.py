@@ -3,7 +3,6 @@ batch card locks exactly once per alerted transaction (moto), promotion rule."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import threading
@@ -348,7 +347,7 @@ def _cycles(monkeypatch, score_calls: list[float], pass_gate: threading.Event, c
     passes: list[float] = []
     first_pass = threading.Event()
 
-    def score(api, sql, threshold, outbox=None, refresh=True):
+    def score(api, sql, threshold, outbox=None):
         if score_calls:
             assert first_pass.wait(10)
         score_calls.append(time.monotonic())
@@ -362,7 +361,6 @@ def _cycles(monkeypatch, score_calls: list[float], pass_gate: threading.Event, c
 
     monkeypatch.setattr(alerts, "score", score)
     monkeypatch.setattr(alerts, "publish_pending", publish)
-    monkeypatch.setattr(alerts, "refresh_transactions", lambda api: None)
     settings = AlertSettings(TOPIC, 0.5, poll_interval_s=0.0, batch_limit=500, stop_margin_s=0.5)
     left = iter(range(cycles - 1, -1, -1))
     return passes, lambda sleep: alerts.run(
@@ -392,7 +390,7 @@ def test_a_failed_pass_fails_the_next_cycle_and_no_pass_runs_after_it(monkeypatc
     scored: list[float] = []
     passes: list[float] = []
 
-    def score(api, sql, threshold, outbox=None, refresh=True):
+    def score(api, sql, threshold, outbox=None):
         scored.append(time.monotonic())
         return 5, 1, "m"
 
@@ -402,7 +400,6 @@ def test_a_failed_pass_fails_the_next_cycle_and_no_pass_runs_after_it(monkeypatc
 
     monkeypatch.setattr(alerts, "score", score)
     monkeypatch.setattr(alerts, "publish_pending", publish)
-    monkeypatch.setattr(alerts, "refresh_transactions", lambda api: None)
     settings = AlertSettings(TOPIC, 0.5, poll_interval_s=0.0, batch_limit=500, stop_margin_s=0.5)
     with pytest.raises(RuntimeError, match="sns down"):
         alerts.run(
@@ -416,7 +413,7 @@ def test_a_failed_cycle_waits_for_the_running_pass_and_raises_its_own_error(monk
     passes: list[float] = []
     ended: list[float] = []
 
-    def score(api, sql, threshold, outbox=None, refresh=True):
+    def score(api, sql, threshold, outbox=None):
         if passes:
             raise RuntimeError("warehouse down")
         return 5, 1, "m"
@@ -429,7 +426,6 @@ def test_a_failed_cycle_waits_for_the_running_pass_and_raises_its_own_error(monk
 
     monkeypatch.setattr(alerts, "score", score)
     monkeypatch.setattr(alerts, "publish_pending", publish)
-    monkeypatch.setattr(alerts, "refresh_transactions", lambda api: None)
     settings = AlertSettings(TOPIC, 0.5, poll_interval_s=0.0, batch_limit=500, stop_margin_s=0.5)
     threading.Timer(0.3, gate.set).start()
     with pytest.raises(RuntimeError, match="warehouse down"):
@@ -448,44 +444,3 @@ def test_the_run_ends_with_a_pass_over_what_cycles_enqueued_during_a_running_pas
     # cycle 2 enqueued while pass 1 was held: the run waits for pass 1, then publishes once more
     assert result.cycles == 2 and len(passes) == 2 and passes[1] > scored[1]
     assert result.totals.published == 2
-
-
-def test_the_view_is_refreshed_in_its_own_thread_at_most_once_per_poll_interval(monkeypatch) -> None:
-    refreshes: list[float] = []
-    scored: list[tuple[float, bool]] = []
-
-    def refresh(api):
-        refreshes.append(time.monotonic())
-        time.sleep(0.05)
-
-    def score(api, sql, threshold, outbox=None, refresh=True):
-        scored.append((time.monotonic(), refresh))
-        time.sleep(0.3)  # a slow scoring statement: REFRESHes go on meanwhile
-        return 5, 0, "m"
-
-    monkeypatch.setattr(alerts, "refresh_transactions", refresh)
-    monkeypatch.setattr(alerts, "score", score)
-    monkeypatch.setattr(alerts, "publish_pending", lambda *a, **k: (0, 0))
-    settings = AlertSettings(TOPIC, 0.5, poll_interval_s=0.1, batch_limit=500, stop_margin_s=0.5)
-    left = iter([2600, 1600, 500])  # ms: three cycles
-    result = alerts.run(None, settings, SQL_SETTINGS, lambda: next(left), sns=object())
-    assert result.cycles == 3 and all(not own_refresh for _, own_refresh in scored)
-    assert refreshes[0] + 0.05 <= scored[0][0]  # the first cycle waited for the first REFRESH
-    # ~1 s of cycles, a REFRESH started every 0.1 s (each takes 0.05): several per cycle, never closer
-    assert len(refreshes) >= 5
-    assert all(b - a >= 0.095 for a, b in itertools.pairwise(refreshes))
-    count = len(refreshes)  # stopped with the run: none starts after it returned
-    time.sleep(0.3)
-    assert len(refreshes) == count
-
-
-def test_a_refresh_that_raised_fails_the_next_cycle(monkeypatch) -> None:
-    def refresh(api):
-        raise ConnectionError("warehouse endpoint gone")
-
-    monkeypatch.setattr(alerts, "refresh_transactions", refresh)
-    monkeypatch.setattr(alerts, "score", lambda *a, **k: pytest.fail("scored without a refresh"))
-    monkeypatch.setattr(alerts, "publish_pending", lambda *a, **k: (0, 0))
-    settings = AlertSettings(TOPIC, 0.5, poll_interval_s=0.1, batch_limit=500, stop_margin_s=0.5)
-    with pytest.raises(ConnectionError, match="endpoint gone"):
-        alerts.run(None, settings, SQL_SETTINGS, lambda: 60_000, sns=object())

@@ -4,9 +4,7 @@ An alert leaves the outbox (`mark_alert_sent`) only after SNS accepted it, so fa
 (throttling, per-entry failures, a crash) are retried by a later cycle: delivery is at-least-once and
 `act_on_alert` is idempotent per transaction id.
 
-Refreshing, scoring and publishing overlap: a thread refreshes the transaction view once per poll
-interval (see Refresher), so a cycle scores what landed while the previous one scored instead of
-waiting for a REFRESH of its own; and while a cycle scores, another thread publishes what
+Scoring and publishing overlap: while a cycle refreshes and scores, a second thread publishes what
 earlier cycles enqueued (one publish pass at a time, so an alert is never read as pending by two
 passes; scoring does not wait for a slow pass). The outbox's writes (enqueue, mark sent) never run at the same time: on Redshift
 two concurrent transactions that read and write one table can fail with a serializable isolation error.
@@ -87,21 +85,15 @@ def refresh_transactions(api: DataApi) -> None:
 
 
 def score(
-    api: DataApi,
-    sql: SqlSettings,
-    threshold: float,
-    outbox: threading.Lock | None = None,
-    refresh: bool = True,
+    api: DataApi, sql: SqlSettings, threshold: float, outbox: threading.Lock | None = None
 ) -> tuple[int, int, str | None]:
-    """Refresh the transaction view (unless a Refresher does), score its new transactions with the
-    promoted model and enqueue alerts (holding `outbox`, see the module's docstring); (scored,
-    enqueued, model)."""
+    """Refresh the transaction view, score its new transactions with the promoted model and enqueue
+    alerts (holding `outbox`, see the module's docstring); (scored, enqueued, model)."""
     model = current_model(api, sql)
     if model is None:
         logger.warning("no promoted model yet: scoring skipped, pending alerts still published")
         return 0, 0, None
-    if refresh:
-        refresh_transactions(api)
+    refresh_transactions(api)
     placeholders = {
         **sql.placeholders(),
         "MODEL_NAME": model["model_name"],
@@ -241,14 +233,10 @@ def run(
     result = RunResult()
     outbox = threading.Lock()
     publisher = Publisher(lambda: publish_pending(api, sns, alert.topic_arn, sql, alert.batch_limit, outbox))
-    refresher = Refresher(lambda: refresh_transactions(api), alert.poll_interval_s)
     try:
         while True:
             cycle = CycleResult()
-            refresher.wait_first()  # raises what a refresh raised
-            cycle.scored, cycle.enqueued, cycle.model = score(
-                api, sql, alert.threshold, outbox, refresh=False
-            )
+            cycle.scored, cycle.enqueued, cycle.model = score(api, sql, alert.threshold, outbox)
             publisher.request()
             cycle.published, cycle.failed = publisher.take()  # raises what a pass raised
             _add(result, cycle)
@@ -257,56 +245,12 @@ def run(
                 break
             sleep(alert.poll_interval_s)
     except BaseException:
-        refresher.stop()
         publisher.stop()  # the running pass ends; the cycle's error is the one raised
         raise
-    refresher.stop()
     last = CycleResult()
     last.published, last.failed = publisher.close()
     _add(result, last, count=False)
     return result
-
-
-class Refresher:
-    """REFRESHes the transaction view in its own thread, one after another, starting at most once per
-    `interval_s`, until stopped. Rows reach the view within about one REFRESH of their arrival and the
-    next cycle scores them: with the REFRESH inside the cycle, a row waited for the cycle running when
-    it arrived, then its own REFRESH (at 1,000 tx/s ~0.4 s on average, up to ~0.7 s, unloaded).
-    On Redshift, a streaming MV's REFRESH and a statement reading it do not conflict (AUTO REFRESH
-    runs next to the scoring anyway); the scoring's watermark on refresh_time takes each batch once."""
-
-    def __init__(self, refresh: Callable[[], None], interval_s: float) -> None:
-        self._refresh = refresh
-        self._interval_s = interval_s
-        self._stop = threading.Event()
-        self._first = threading.Event()  # the first refresh ended (or failed)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._loop, name="refresh-transactions", daemon=True)
-        self._thread.start()
-
-    def wait_first(self) -> None:
-        """Wait until the first REFRESH ended; raise what a REFRESH raised (a failed statement is
-        only logged, see refresh_transactions)."""
-        self._first.wait()
-        if self._error is not None:
-            raise self._error
-
-    def stop(self) -> None:
-        """Wait for the running REFRESH; no other starts."""
-        self._stop.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            started = time.monotonic()
-            try:
-                self._refresh()
-            except BaseException as exc:
-                self._error = exc
-                return
-            finally:
-                self._first.set()
-            self._stop.wait(max(0.0, self._interval_s - (time.monotonic() - started)))
 
 
 class Publisher:
