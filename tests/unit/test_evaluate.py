@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -104,26 +105,6 @@ def test_evaluation_trains_with_the_product_hyperparameters(features: str) -> No
         assert f"{key} '{value}'" in product
 
 
-def test_product_hyperparameters_needs_exactly_one_clause(tmp_path: Path) -> None:
-    (tmp_path / "queries").mkdir()
-    query = tmp_path / "queries" / "create_model.sql"
-    query.write_text("CREATE MODEL m FROM t TARGET y FUNCTION f IAM_ROLE default SETTINGS (S3_BUCKET 'b')")
-    with pytest.raises(EvaluationError, match="found 0"):
-        product_hyperparameters("all", tmp_path)
-    query.write_text("HYPERPARAMETERS DEFAULT\nHYPERPARAMETERS DEFAULT EXCEPT (NUM_ROUND '5')")
-    with pytest.raises(EvaluationError, match="found 2"):
-        product_hyperparameters("all", tmp_path)
-    query.write_text(
-        "HYPERPARAMETERS DEFAULT EXCEPT (NUM_ROUND '5',\n    MAX_DEPTH '3')\nSETTINGS (S3_BUCKET 'b')"
-    )
-    assert (
-        product_hyperparameters("all", tmp_path)
-        == "HYPERPARAMETERS DEFAULT EXCEPT (NUM_ROUND '5', MAX_DEPTH '3')"
-    )
-    with pytest.raises(FileNotFoundError):
-        product_hyperparameters("handbook", tmp_path)
-
-
 @pytest.mark.parametrize("features", sorted(PRODUCT_MODEL_QUERY))
 def test_evaluation_trains_on_the_product_window(features: str) -> None:
     days = product_training_days(features)
@@ -131,14 +112,38 @@ def test_evaluation_trains_on_the_product_window(features: str) -> None:
     assert f"DATEADD(day, -{days}, (SELECT MAX(tx_datetime) FROM training_set))" in product
 
 
-def test_product_training_days_needs_exactly_one_window(tmp_path: Path) -> None:
+# Both readers share one "exactly one match in the product's CREATE MODEL" rule: the same checks for each.
+@pytest.mark.parametrize(
+    ("reader", "none", "two", "one", "expected"),
+    [
+        (
+            product_hyperparameters,
+            "CREATE MODEL m FROM t TARGET y FUNCTION f IAM_ROLE default SETTINGS (S3_BUCKET 'b')",
+            "HYPERPARAMETERS DEFAULT\nHYPERPARAMETERS DEFAULT EXCEPT (NUM_ROUND '5')",
+            "HYPERPARAMETERS DEFAULT EXCEPT (NUM_ROUND '5',\n    MAX_DEPTH '3')\nSETTINGS (S3_BUCKET 'b')",
+            "HYPERPARAMETERS DEFAULT EXCEPT (NUM_ROUND '5', MAX_DEPTH '3')",
+        ),
+        (
+            product_training_days,
+            "CREATE MODEL m FROM (SELECT * FROM training_set) TARGET y FUNCTION f",
+            "WHERE a > DATEADD(day, -7, x) AND b > DATEADD(day, -14, x)",
+            "WHERE tx_datetime > DATEADD(DAY, -84, (SELECT MAX(tx_datetime) FROM training_set))",
+            84,
+        ),
+    ],
+)
+def test_product_model_readers_need_exactly_one_match(
+    tmp_path: Path, reader: Callable[..., object], none: str, two: str, one: str, expected: object
+) -> None:
     (tmp_path / "queries").mkdir()
     query = tmp_path / "queries" / "create_model.sql"
-    query.write_text("CREATE MODEL m FROM (SELECT * FROM training_set) TARGET y FUNCTION f")
+    query.write_text(none)
     with pytest.raises(EvaluationError, match="found 0"):
-        product_training_days("all", tmp_path)
-    query.write_text("WHERE a > DATEADD(day, -7, x) AND b > DATEADD(day, -14, x)")
+        reader("all", tmp_path)
+    query.write_text(two)
     with pytest.raises(EvaluationError, match="found 2"):
-        product_training_days("all", tmp_path)
-    query.write_text("WHERE tx_datetime > DATEADD(DAY, -84, (SELECT MAX(tx_datetime) FROM training_set))")
-    assert product_training_days("all", tmp_path) == 84
+        reader("all", tmp_path)
+    query.write_text(one)
+    assert reader("all", tmp_path) == expected
+    with pytest.raises(FileNotFoundError):
+        reader("handbook", tmp_path)
