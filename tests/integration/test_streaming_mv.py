@@ -41,6 +41,8 @@ class Producer:
         self.next_id = 0
         self.valid: list[int] = []
         self.order: dict[int, tuple[str, str]] = {}  # transaction id -> (shard, sequence number)
+        self.last_sequence: dict[str, str] = {}  # shard -> sequence number of its latest record
+        self.bytes: dict[str, int] = {}  # shard -> bytes of data put, malformed records included
 
     def put(self, count: int, malformed: bool = False) -> None:
         records = []
@@ -67,6 +69,8 @@ class Producer:
             assert response["FailedRecordCount"] == 0
             for record, result in zip(chunk, response["Records"], strict=True):
                 data = record["Data"]
+                self.last_sequence[result["ShardId"]] = result["SequenceNumber"]
+                self.bytes[result["ShardId"]] = self.bytes.get(result["ShardId"], 0) + len(data)
                 if data.startswith(b'{"TRANSACTION_ID": ') and b"not-a-number" not in data:
                     self.order[json.loads(data)["TRANSACTION_ID"]] = (
                         result["ShardId"],
@@ -121,6 +125,13 @@ def test_refresh_ingests_valid_records_once_and_reports_malformed(stream, tmp_pa
             "SELECT sum(scanned_rows), sum(skipped_rows) FROM sys_stream_scan_states WHERE mv_name = 'tx_stream'"
         ).rows[0]
         assert (scanned, skipped) == (304, 4)
+        per_shard = engine.execute(
+            "SELECT partition_id, latest_position, scanned_bytes, stream_record_time_min <= stream_record_time_max "
+            "FROM sys_stream_scan_states WHERE mv_name = 'tx_stream'"
+        ).rows
+        assert {r[0]: r[1] for r in per_shard} == producer.last_sequence
+        assert {r[0]: r[2] for r in per_shard} == producer.bytes, "rejected and failed records' bytes count"
+        assert all(r[3] for r in per_shard)
 
         # Nothing new: a second refresh adds nothing; new records are appended exactly once.
         assert engine.refresh("tx_stream") == 0
