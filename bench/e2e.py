@@ -300,8 +300,11 @@ def main() -> int:
                     "gc": gc_pauses.take(),
                     "checkpoints": wal.take(),
                     "cpu": {
-                        name: (seconds - cpu_before.get(name, 0.0)) / run.total_s
-                        for name, seconds in cpu_by_thread(moto_pids).items()
+                        **{
+                            name: (seconds - cpu_before.get(name, 0.0)) / run.total_s
+                            for name, seconds in cpu_by_thread(moto_pids).items()
+                        },
+                        "producer (child process)": run.producer_cpu_s / run.total_s,
                     },
                 }
             )

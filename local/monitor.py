@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,13 +83,15 @@ class Monitor:
 
     # -- feeds ---------------------------------------------------------------------------------------
 
-    def on_produced(self, tx: Any, produced_at_ms: int) -> None:
+    def on_produced(self, produced: Sequence[tuple[int, int, int]]) -> None:
+        """Transactions handed to Kinesis, in order: (transaction id, TX_FRAUD, epoch ms) each."""
         with self._lock:
-            self.produced += 1
-            self.frauds_produced += tx.TX_FRAUD
-            self.produced_at[tx.TRANSACTION_ID] = produced_at_ms
-            self.produced_order.append(produced_at_ms)
-            self.truth[tx.TRANSACTION_ID] = tx.TX_FRAUD
+            for transaction_id, fraud, produced_at_ms in produced:
+                self.produced += 1
+                self.frauds_produced += fraud
+                self.produced_at[transaction_id] = produced_at_ms
+                self.produced_order.append(produced_at_ms)
+                self.truth[transaction_id] = fraud
 
     def on_alerts(self, _spec: Any, records: list[dict[str, Any]]) -> None:
         from fraud_common.actions import BadAlert, parse_alert
