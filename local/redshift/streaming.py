@@ -20,7 +20,7 @@ import queue
 import re
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,6 +52,7 @@ INGEST_BATCH = 50_000  # records appended per transaction at most, when the read
 SHARD_LIST_TTL = 60.0  # seconds a stream's shard list is reused
 READ_THREADS = 8  # GetRecords calls in flight at once (one per shard of a round)
 ITERATOR_TTL = 240.0  # seconds a kept shard iterator is reused (Kinesis expires them after 5 minutes)
+SHARED_READ_TTL = 10.0  # seconds a GetRecords response is offered to the stream's other views
 STREAM_SCHEMA = pa.schema(
     [
         ("approximate_arrival_timestamp", pa.timestamp("us")),
@@ -90,6 +91,42 @@ class _View:
     stream_name: str | None
 
 
+class SharedReads:
+    """Recent GetRecords responses of each shard, keyed by the sequence number they follow, so that
+    the views over one stream (the transactions and their rejects) fetch each record from Kinesis
+    once: a view whose checkpoint another view's read started from takes that response (and its next
+    iterator) instead of asking again. Records after a position never change (a stream only grows),
+    so a shared response is exactly what the view's own read would have returned then; the view then
+    reads on from its next iterator as usual. Each view keeps its own checkpoints and transactions."""
+
+    def __init__(self, ttl_s: float = SHARED_READ_TTL) -> None:
+        self.ttl_s = ttl_s
+        self._responses: OrderedDict[tuple[str, str, str | None], tuple[float, dict]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    def get(self, stream: str, shard_id: str, after: str | None) -> dict | None:
+        with self._lock:
+            self._expire()
+            entry = self._responses.get((stream, shard_id, after))
+            if entry is None:
+                return None
+            self.hits += 1
+            return entry[1]
+
+    def put(self, stream: str, shard_id: str, after: str | None, response: dict) -> None:
+        if not response["Records"]:
+            return  # nothing to share; the next read would be asked of Kinesis anyway
+        with self._lock:
+            self._responses[(stream, shard_id, after)] = (time.monotonic(), response)
+            self._expire()
+
+    def _expire(self) -> None:
+        oldest = time.monotonic() - self.ttl_s
+        while self._responses and next(iter(self._responses.values()))[0] < oldest:
+            self._responses.popitem(last=False)
+
+
 class StreamingManager:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -106,6 +143,7 @@ class StreamingManager:
         self._reads = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="kinesis-read")
         # (MV, shard) -> (sequence number the iterator follows, iterator, obtained at); see _iterator
         self._positions: dict[tuple[str, str], tuple[str | None, str, float]] = {}
+        self.shared_reads = SharedReads()
 
     # -- external schemas -----------------------------------------------------------------
 
@@ -332,14 +370,21 @@ class StreamingManager:
                     shard_round = list(iterators.items())
                     # the round's GetRecords calls at once: their waits on the Kinesis endpoint overlap
                     fetched = self._reads.map(
-                        lambda item: self._get_records(kinesis, view, item[0], item[1], checkpoints),
+                        lambda item: self._read_shard(
+                            kinesis, view, item[0], item[1], checkpoints, positions
+                        ),
                         shard_round,
                     )
-                    for (shard_id, _), response in zip(shard_round, fetched, strict=True):
+                    for (shard_id, _), (response, shared) in zip(shard_round, fetched, strict=True):
                         records = response["Records"]
                         next_iterator = response.get("NextShardIterator")
-                        caught_up = not records or (
-                            response.get("MillisBehindLatest", 0) == 0 and len(records) < GET_RECORDS_LIMIT
+                        # a shared response is as old as the other view's read: read on from it
+                        caught_up = not shared and (
+                            not records
+                            or (
+                                response.get("MillisBehindLatest", 0) == 0
+                                and len(records) < GET_RECORDS_LIMIT
+                            )
                         )
                         if next_iterator is None or caught_up:
                             del iterators[shard_id]
@@ -566,6 +611,24 @@ class StreamingManager:
         return kinesis.get_shard_iterator(
             StreamName=view.stream_name, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
         )["ShardIterator"]
+
+    def _read_shard(
+        self,
+        kinesis: Any,
+        view: _View,
+        shard_id: str,
+        iterator: str,
+        checkpoints: dict[str, str],
+        positions: dict[str, tuple[str | None, str]],
+    ) -> tuple[dict, bool]:
+        """The shard's next records for this view: (response, whether another view's read gave it)."""
+        after = positions[shard_id][0] if shard_id in positions else checkpoints.get(shard_id)
+        shared = self.shared_reads.get(view.stream_name, shard_id, after)
+        if shared is not None:
+            return shared, True
+        response = self._get_records(kinesis, view, shard_id, iterator, checkpoints)
+        self.shared_reads.put(view.stream_name, shard_id, after, response)
+        return response, False
 
     def _get_records(
         self, kinesis: Any, view: _View, shard_id: str, iterator: str, checkpoints: dict[str, str]

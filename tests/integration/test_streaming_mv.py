@@ -157,6 +157,28 @@ def test_refresh_ingests_valid_records_once_and_reports_malformed(stream, tmp_pa
         assert info == [("tx_stream", "t", 1)]
 
 
+def test_views_over_one_stream_share_reads_and_each_ingests_exactly_once(stream, tmp_path):
+    rejects_sql = (
+        "CREATE MATERIALIZED VIEW tx_rejects AUTO REFRESH YES AS SELECT shard_id, sequence_number "
+        f'FROM kin."{stream}" WHERE NOT (is_utf8(kinesis_data) AND can_json_parse(kinesis_data))'
+    )
+    producer = Producer(stream)
+    with open_engine(tmp_path / "db.duckdb") as engine:
+        setup_view(engine, stream)
+        engine.execute(rejects_sql)
+        for round_ in range(4):  # the two views refreshed in turn, records arriving in between
+            producer.put(60, malformed=True)
+            engine.refresh("tx_stream")
+            if round_ % 2:
+                producer.put(30)  # the rejects view reads on past what the other view read
+            engine.refresh("tx_rejects")
+        engine.refresh("tx_stream")
+        assert_exactly_once_in_shard_order(engine, producer)
+        rejects = engine.execute("SELECT shard_id, sequence_number FROM tx_rejects").rows
+        assert len(rejects) == len(set(rejects)) == 4 * 2  # not UTF-8, not JSON; once each
+        assert engine.streaming.shared_reads.hits > 0, "the rejects view took the transaction view's reads"
+
+
 def test_restart_between_refreshes_keeps_checkpoints(stream, tmp_path):
     producer = Producer(stream)
     path = tmp_path / "db.duckdb"
