@@ -333,10 +333,10 @@ def main() -> int:
     lines.append(
         "(tx/s; ingested/scored = count / seconds until the warehouse held it all; lag while streaming)"
     )
-    lines.append("alert latency by stage, p50 / p99 s (from the timestamps each alert carries; scored_at is")
     lines.append(
-        "GETDATE(), whole seconds: 'to scored' reads up to 1 s short and 'to published' as much long):"
+        "alert latency by stage, p50 / p99 s (from the timestamps each alert carries; scored_at is the"
     )
+    lines.append("scoring statement's start):")
     lines.append(f"{'target':>7}  " + "  ".join(f"{stage:>14}" for stage in STAGES))
     for r in rows:
         cells = [r["stages"].get(stage) for stage in STAGES]

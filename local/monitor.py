@@ -44,11 +44,10 @@ class AlertSeen:
 
 # Where an alert's latency goes, from the timestamps the alert carries (warehouse clock, UTC):
 # stage -> (start field, end field); "consumed" is the moment act_on_alert is handed the alert.
-# scored_at is GETDATE() (whole seconds, as on Redshift): the boundary between "to scored" and "to
-# published" is floored to the second; each stage's sum with its neighbour is exact.
+# scored_at is the scoring statement's SYSDATE (its start, to the microsecond).
 STAGES = {
     "to stream": ("produced_at", "arrived_at"),  # producer batching, PutRecords
-    "to scored": ("arrived_at", "scored_at"),  # MV refresh, wait for the scoring cycle
+    "to scored": ("arrived_at", "scored_at"),  # wait for the cycle, MV refresh
     "to published": ("scored_at", "published_at"),  # scoring statement, outbox, PublishBatch
     "to consumer": ("published_at", "consumed"),  # SNS -> SQS -> a free poller
 }
