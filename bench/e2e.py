@@ -234,7 +234,7 @@ def main() -> int:
     from local.live import AlertDispatch, run_live
     from local.monitor import STAGES
     from local.seed import load_history, train_first_model
-    from local.stack import MOTO_SECOND_PROCESS, Stack, StackOptions
+    from local.stack import Stack, StackOptions
     from producer.simulator import LiveSimulator
 
     console = Console()
@@ -261,12 +261,7 @@ def main() -> int:
         stack.start_scheduler(run_now=("score_and_alert",), on_sqs_batch=dispatch.on_alerts, **scheduling)
         live = LiveSimulator(seeded.world, after=seeded.history)
         moto_pids = {
-            name: moto.pid
-            for name, moto in (
-                ("moto server (child process)", stack.moto),
-                (f"moto {'+'.join(MOTO_SECOND_PROCESS)} (child process)", stack.second_moto),
-            )
-            if moto is not None and moto.pid
+            f"moto {group} (child process)": moto.pid for group, moto in stack.motos.items() if moto.pid
         }
         gc_pauses = GcPauses()
         wal = WalWatch(Path(str(stack.engine.path) + ".wal"))
