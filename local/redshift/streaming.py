@@ -774,12 +774,13 @@ def _shard_stats(table: pa.Table) -> dict[str, tuple[int, datetime, datetime]]:
         [("size", "sum"), ("approximate_arrival_timestamp", "min"), ("approximate_arrival_timestamp", "max")]
     )
     return {
-        shard_id: (size, first, last)
-        for shard_id, size, first, last in zip(
-            *(grouped[c].to_pylist() for c in ("shard_id", "size_sum", "approximate_arrival_timestamp_min",
-                                               "approximate_arrival_timestamp_max")), strict=True
+        row["shard_id"]: (
+            row["size_sum"],
+            row["approximate_arrival_timestamp_min"],
+            row["approximate_arrival_timestamp_max"],
         )
-    }  # fmt: skip
+        for row in grouped.to_pylist()
+    }
 
 
 def _utc_timestamp(value: Any) -> datetime:
