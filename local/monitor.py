@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,11 +44,10 @@ class AlertSeen:
 
 # Where an alert's latency goes, from the timestamps the alert carries (warehouse clock, UTC):
 # stage -> (start field, end field); "consumed" is the moment act_on_alert is handed the alert.
-# scored_at is GETDATE() (whole seconds, as on Redshift): the boundary between "to scored" and "to
-# published" is floored to the second; each stage's sum with its neighbour is exact.
+# scored_at is the scoring statement's SYSDATE (its start, to the microsecond).
 STAGES = {
     "to stream": ("produced_at", "arrived_at"),  # producer batching, PutRecords
-    "to scored": ("arrived_at", "scored_at"),  # MV refresh, wait for the scoring cycle
+    "to scored": ("arrived_at", "scored_at"),  # wait for the cycle, MV refresh
     "to published": ("scored_at", "published_at"),  # scoring statement, outbox, PublishBatch
     "to consumer": ("published_at", "consumed"),  # SNS -> SQS -> a free poller
 }
@@ -82,13 +82,15 @@ class Monitor:
 
     # -- feeds ---------------------------------------------------------------------------------------
 
-    def on_produced(self, tx: Any, produced_at_ms: int) -> None:
+    def on_produced(self, produced: Sequence[tuple[int, int, int]]) -> None:
+        """Transactions handed to Kinesis, in order: (transaction id, TX_FRAUD, epoch ms) each."""
         with self._lock:
-            self.produced += 1
-            self.frauds_produced += tx.TX_FRAUD
-            self.produced_at[tx.TRANSACTION_ID] = produced_at_ms
-            self.produced_order.append(produced_at_ms)
-            self.truth[tx.TRANSACTION_ID] = tx.TX_FRAUD
+            for transaction_id, fraud, produced_at_ms in produced:
+                self.produced += 1
+                self.frauds_produced += fraud
+                self.produced_at[transaction_id] = produced_at_ms
+                self.produced_order.append(produced_at_ms)
+                self.truth[transaction_id] = fraud
 
     def on_alerts(self, _spec: Any, records: list[dict[str, Any]]) -> None:
         from fraud_common.actions import BadAlert, parse_alert

@@ -39,11 +39,14 @@ FAKE_CREDENTIALS = {
     "AWS_DEFAULT_REGION": REGION,
     "AWS_REGION": REGION,
 }
-MOTO_SERVICES = ("KINESIS", "S3", "SNS", "SQS", "DYNAMODB")
-# Served by a second moto process, with its own GIL: act_on_alert's DynamoDB transactions were 43% of
-# the moto process's samples at 1,000 tx/s (py-spy), and every Kinesis read, SNS publish and SQS
-# receive of the alert path waited behind them. (SNS delivers to SQS inside moto: those two stay together.)
-MOTO_SECOND_PROCESS = ("DYNAMODB",)
+# moto serves the services in three processes, each with its own GIL (one process of moto is one
+# Python thread's worth of CPU at a time): the stream (Kinesis, S3), the alert fan-out (SNS, SQS: SNS
+# delivers to SQS inside moto, so those two stay together) and the card locks (DynamoDB). At 2,000 tx/s
+# with ~3.5 % alerts, SNS+SQS sharing a process with Kinesis put the publisher's PublishBatch calls
+# behind the stream's (alert to published p50 3.2 s), and DynamoDB sharing one with SNS+SQS saturated
+# it (to consumer p50 2.7 s). The first group's process is the one `--moto-port` names.
+MOTO_PROCESSES = (("KINESIS", "S3"), ("SNS", "SQS"), ("DYNAMODB",))
+MOTO_SERVICES = tuple(service for group in MOTO_PROCESSES for service in group)
 # Lambda-side switches: no X-Ray daemon locally; the rest comes from the template.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 LOCAL_FUNCTION_ENV = {"POWERTOOLS_TRACE_DISABLED": "true"}
@@ -90,9 +93,8 @@ class Stack:
 
     def __init__(self, options: StackOptions | None = None) -> None:
         self.options = options or StackOptions()
-        self.moto: Any = None
-        self.moto_url = ""  # the first moto process (Kinesis, S3, SNS, SQS)
-        self.second_moto: Any = None  # MOTO_SECOND_PROCESS's services
+        self.motos: dict[str, MotoProcess] = {}  # "KINESIS+S3" ... -> its process (MOTO_PROCESSES)
+        self.moto_url = ""  # the first group's process
         self.endpoints: dict[str, str] = {}  # service (KINESIS, ...) -> its moto URL
         self.engine: Any = None
         self.redshift: Any = None
@@ -173,10 +175,9 @@ class Stack:
         if self.engine is not None:
             self.engine.close()
             self.engine = None
-        for moto in (self.moto, self.second_moto):
-            if moto is not None:
-                moto.stop()
-        self.moto = self.second_moto = None
+        for moto in self.motos.values():
+            moto.stop()
+        self.motos = {}
         if self._locked:
             (self.options.data_dir / LOCK_FILE).unlink(missing_ok=True)
             self._locked = False
@@ -213,14 +214,16 @@ class Stack:
         self._locked = True
 
     def _start_moto(self) -> None:
-        self.moto, self.second_moto = MotoProcess(self.options.moto_port), MotoProcess()
-        self.moto.launch()
-        self.second_moto.launch()  # both import moto at once
-        self.moto_url = self.moto.ready()
-        second_url = self.second_moto.ready()
-        for service in MOTO_SERVICES:
-            self.endpoints[service] = second_url if service in MOTO_SECOND_PROCESS else self.moto_url
-            os.environ[f"AWS_ENDPOINT_URL_{service}"] = self.endpoints[service]
+        for index, group in enumerate(MOTO_PROCESSES):
+            self.motos["+".join(group)] = MotoProcess(self.options.moto_port if index == 0 else 0)
+        for moto in self.motos.values():
+            moto.launch()  # they import moto at once
+        urls = [moto.ready() for moto in self.motos.values()]
+        self.moto_url = urls[0]
+        for group, url in zip(MOTO_PROCESSES, urls, strict=True):
+            for service in group:
+                self.endpoints[service] = url
+                os.environ[f"AWS_ENDPOINT_URL_{service}"] = url
 
     def _start_redshift(self) -> None:
         from local.redshift.engine import Engine

@@ -20,7 +20,7 @@ import queue
 import re
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +31,7 @@ import botocore.session
 import botocore.utils
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlglot
 from sqlglot import exp
 
@@ -51,6 +52,7 @@ INGEST_BATCH = 50_000  # records appended per transaction at most, when the read
 SHARD_LIST_TTL = 60.0  # seconds a stream's shard list is reused
 READ_THREADS = 8  # GetRecords calls in flight at once (one per shard of a round)
 ITERATOR_TTL = 240.0  # seconds a kept shard iterator is reused (Kinesis expires them after 5 minutes)
+SHARED_READ_TTL = 10.0  # seconds a GetRecords response is offered to the stream's other views
 STREAM_SCHEMA = pa.schema(
     [
         ("approximate_arrival_timestamp", pa.timestamp("us")),
@@ -89,6 +91,42 @@ class _View:
     stream_name: str | None
 
 
+class SharedReads:
+    """Recent GetRecords responses of each shard, keyed by the sequence number they follow, so that
+    the views over one stream (the transactions and their rejects) fetch each record from Kinesis
+    once: a view whose checkpoint another view's read started from takes that response (and its next
+    iterator) instead of asking again. Records after a position never change (a stream only grows),
+    so a shared response is exactly what the view's own read would have returned then; the view then
+    reads on from its next iterator as usual. Each view keeps its own checkpoints and transactions."""
+
+    def __init__(self, ttl_s: float = SHARED_READ_TTL) -> None:
+        self.ttl_s = ttl_s
+        self._responses: OrderedDict[tuple[str, str, str | None], tuple[float, dict]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    def get(self, stream: str, shard_id: str, after: str | None) -> dict | None:
+        with self._lock:
+            self._expire()
+            entry = self._responses.get((stream, shard_id, after))
+            if entry is None:
+                return None
+            self.hits += 1
+            return entry[1]
+
+    def put(self, stream: str, shard_id: str, after: str | None, response: dict) -> None:
+        if not response["Records"]:
+            return  # nothing to share; the next read would be asked of Kinesis anyway
+        with self._lock:
+            self._responses[(stream, shard_id, after)] = (time.monotonic(), response)
+            self._expire()
+
+    def _expire(self) -> None:
+        oldest = time.monotonic() - self.ttl_s
+        while self._responses and next(iter(self._responses.values()))[0] < oldest:
+            self._responses.popitem(last=False)
+
+
 class StreamingManager:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -105,6 +143,7 @@ class StreamingManager:
         self._reads = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="kinesis-read")
         # (MV, shard) -> (sequence number the iterator follows, iterator, obtained at); see _iterator
         self._positions: dict[tuple[str, str], tuple[str | None, str, float]] = {}
+        self.shared_reads = SharedReads()
 
     # -- external schemas -----------------------------------------------------------------
 
@@ -331,14 +370,21 @@ class StreamingManager:
                     shard_round = list(iterators.items())
                     # the round's GetRecords calls at once: their waits on the Kinesis endpoint overlap
                     fetched = self._reads.map(
-                        lambda item: self._get_records(kinesis, view, item[0], item[1], checkpoints),
+                        lambda item: self._read_shard(
+                            kinesis, view, item[0], item[1], checkpoints, positions
+                        ),
                         shard_round,
                     )
-                    for (shard_id, _), response in zip(shard_round, fetched, strict=True):
+                    for (shard_id, _), (response, shared) in zip(shard_round, fetched, strict=True):
                         records = response["Records"]
                         next_iterator = response.get("NextShardIterator")
-                        caught_up = not records or (
-                            response.get("MillisBehindLatest", 0) == 0 and len(records) < GET_RECORDS_LIMIT
+                        # a shared response is as old as the other view's read: read on from it
+                        caught_up = not shared and (
+                            not records
+                            or (
+                                response.get("MillisBehindLatest", 0) == 0
+                                and len(records) < GET_RECORDS_LIMIT
+                            )
                         )
                         if next_iterator is None or caught_up:
                             del iterators[shard_id]
@@ -392,7 +438,7 @@ class StreamingManager:
             con.execute("BEGIN")
             try:
                 added = con.execute(f"INSERT INTO {_quote(view.name)} {view.query_sql}").fetchone()[0]
-                self._record_scan(con, view, keep, table, batch, failures)
+                self._record_scan(con, view, table, batch, failures)
                 con.execute("COMMIT")
                 return int(added)
             except duckdb.Error:
@@ -432,33 +478,33 @@ class StreamingManager:
         check(0, len(table))
         return failures
 
-    def _record_scan(self, con: duckdb.DuckDBPyConnection, view: _View, kept: pa.Table, table: pa.Table,
+    def _record_scan(self, con: duckdb.DuckDBPyConnection, view: _View, table: pa.Table,
                      batch: dict[str, list], failures: list[tuple[int, str]]) -> None:  # fmt: skip
         """Scan states, rejected records and checkpoints of one round (in the round's transaction).
 
-        Computed by DuckDB over the registered batch, not per record in Python: this runs on every
-        round of every refresh.
+        Rejected records are found by DuckDB over the registered batch, shard statistics by Arrow, and
+        each table gets ONE statement: this runs on every round of every refresh, where each extra
+        DuckDB statement costs milliseconds.
         """
         now = _utcnow()
         query_id = catalog.next_query_id(con)
         ident = [view.external_schema, view.stream_name, view.name, query_id, query_id]
         errors = f"{catalog.SCHEMA}.sys_stream_scan_errors"
+        skipped: Counter[str] = Counter()
         if view.filter_sql:
             reason_text = " ".join(
                 f"WHEN {code} THEN '{text.replace(chr(39), chr(39) * 2)}'"
                 for code, text in _DROP_TEXT.items()
             )
-            con.execute(
+            rejected = con.execute(
                 f"INSERT INTO {errors} SELECT ?, ?, ?, ?, ?, 'A', approximate_arrival_timestamp, ?::TIMESTAMP, "
                 f"shard_id, sequence_number, code, CASE code {reason_text} END FROM (SELECT *, {_DROP_REASON} AS code "
-                f"FROM {BATCH_TABLE} WHERE NOT coalesce(({view.filter_sql}), false))",
+                f"FROM {BATCH_TABLE} WHERE NOT coalesce(({view.filter_sql}), false)) RETURNING partition_id",
                 [*ident, now],
-            )
-        failed_bytes: dict[str, int] = defaultdict(int)
+            ).fetchall()
+            skipped.update(shard_id for (shard_id,) in rejected)
         if failures:  # rare: records whose projection failed, found by bisection
-            columns = table.select(
-                ["shard_id", "sequence_number", "approximate_arrival_timestamp", "kinesis_data"]
-            )
+            columns = table.select(["shard_id", "sequence_number", "approximate_arrival_timestamp"])
             rows = columns.to_pylist()
             failed = [(rows[i], message) for i, message in failures]
             con.executemany(
@@ -466,34 +512,25 @@ class StreamingManager:
                 [[*ident, r["approximate_arrival_timestamp"], now, r["shard_id"], r["sequence_number"], m[:128]]
                  for r, m in failed],
             )  # fmt: skip
-            for r, _ in failed:
-                failed_bytes[r["shard_id"]] += len(r["kinesis_data"])
-        skipped = dict(
-            con.execute(
-                f"SELECT partition_id, count(*) FROM {errors} WHERE query_id = ? GROUP BY 1", [query_id]
-            ).fetchall()
-        )
-        stats = {
-            row[0]: row[1:]
-            for row in con.execute(
-                "SELECT shard_id, sum(octet_length(kinesis_data)), min(approximate_arrival_timestamp), "
-                f"max(approximate_arrival_timestamp) FROM {BATCH_TABLE} GROUP BY shard_id"
-            ).fetchall()
-        }
+            skipped.update(r["shard_id"] for r, _ in failed)
+        stats = _shard_stats(table)  # over every record read, failed ones included
         states, checkpoints = [], []
         for shard_id, records in batch.items():
             if not records:
                 continue
             last = records[-1]["SequenceNumber"]
-            size, first_arrival, last_arrival = stats.get(shard_id, (0, None, None))
-            states.append([*ident[:3], query_id, query_id, now, shard_id, last, len(records),
-                           skipped.get(shard_id, 0), int(size or 0) + failed_bytes[shard_id], first_arrival, last_arrival])  # fmt: skip
-            checkpoints.append([view.name, shard_id, last, now])
-        con.executemany(
-            f"INSERT INTO {catalog.SCHEMA}.sys_stream_scan_states VALUES ({', '.join(['?'] * 13)})", states
+            states += [*ident, now, shard_id, last, len(records), skipped[shard_id], *stats[shard_id]]
+            checkpoints += [view.name, shard_id, last, now]
+        rows = len(checkpoints) // 4
+        con.execute(
+            f"INSERT INTO {catalog.SCHEMA}.sys_stream_scan_states VALUES "
+            + ", ".join([f"({', '.join(['?'] * 13)})"] * rows),
+            states,
         )
-        con.executemany(
-            f"INSERT OR REPLACE INTO {catalog.SCHEMA}.stream_checkpoints VALUES (?, ?, ?, ?)", checkpoints
+        con.execute(
+            f"INSERT OR REPLACE INTO {catalog.SCHEMA}.stream_checkpoints VALUES "
+            + ", ".join(["(?, ?, ?, ?)"] * rows),
+            checkpoints,
         )
 
     def _history(
@@ -574,6 +611,24 @@ class StreamingManager:
         return kinesis.get_shard_iterator(
             StreamName=view.stream_name, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
         )["ShardIterator"]
+
+    def _read_shard(
+        self,
+        kinesis: Any,
+        view: _View,
+        shard_id: str,
+        iterator: str,
+        checkpoints: dict[str, str],
+        positions: dict[str, tuple[str | None, str]],
+    ) -> tuple[dict, bool]:
+        """The shard's next records for this view: (response, whether another view's read gave it)."""
+        after = positions[shard_id][0] if shard_id in positions else checkpoints.get(shard_id)
+        shared = self.shared_reads.get(view.stream_name, shard_id, after)
+        if shared is not None:
+            return shared, True
+        response = self._get_records(kinesis, view, shard_id, iterator, checkpoints)
+        self.shared_reads.put(view.stream_name, shard_id, after, response)
+        return response, False
 
     def _get_records(
         self, kinesis: Any, view: _View, shard_id: str, iterator: str, checkpoints: dict[str, str]
@@ -708,6 +763,24 @@ def _arrow_batch(batch: dict[str, list], refresh_time: datetime) -> pa.Table:
         ],
         schema=STREAM_SCHEMA,
     )
+
+
+def _shard_stats(table: pa.Table) -> dict[str, tuple[int, datetime, datetime]]:
+    """Per shard of a batch: bytes of its records' data, first and last arrival."""
+    sizes = table.select(["shard_id", "approximate_arrival_timestamp"]).append_column(
+        "size", pc.binary_length(table["kinesis_data"])
+    )
+    grouped = sizes.group_by("shard_id").aggregate(
+        [("size", "sum"), ("approximate_arrival_timestamp", "min"), ("approximate_arrival_timestamp", "max")]
+    )
+    return {
+        row["shard_id"]: (
+            row["size_sum"],
+            row["approximate_arrival_timestamp_min"],
+            row["approximate_arrival_timestamp_max"],
+        )
+        for row in grouped.to_pylist()
+    }
 
 
 def _utc_timestamp(value: Any) -> datetime:

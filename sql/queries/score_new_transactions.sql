@@ -2,7 +2,8 @@
 -- to unscored stream rows from the watermark on), the promoted model's function, and the reasons:
 -- up to three signals that most explain the score, in an analyst's words, strongest first.
 -- Parameters: :threshold (alert threshold on the probability). Placeholders: ${MODEL_FUNCTION},
--- ${MODEL_NAME} (the version written in every score).
+-- ${MODEL_NAME} (the version written in every score). scored_at is SYSDATE, the statement's start
+-- with microseconds (GETDATE() has whole seconds), so arrival -> scoring lag reads true to the ms.
 INSERT INTO fraud_scores (
     transaction_id, tx_datetime, customer_id, terminal_id, tx_amount,
     tx_during_weekend, tx_during_night, customer_id_nb_tx_1day_window,
@@ -102,6 +103,6 @@ SELECT s.transaction_id, s.tx_datetime, s.customer_id, s.terminal_id, s.tx_amoun
        CAST(:threshold AS float8),
        '${MODEL_NAME}',
        r.reasons,
-       s.produced_at, s.arrived_at, s.stream_refresh_time, getdate()
+       s.produced_at, s.arrived_at, s.stream_refresh_time, SYSDATE
 FROM scored s
 LEFT JOIN reasons r ON r.transaction_id = s.transaction_id;

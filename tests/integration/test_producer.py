@@ -465,3 +465,69 @@ def test_cli_sigterm_stops_cleanly_and_flushes(kinesis, make_stream, tmp_path):
     sent = int(re.search(rf"{stream}: sent ([\d,]+), failed 0", out).group(1).replace(",", ""))
     assert sent > 0 and len(read_all(kinesis, stream)) == sent
     assert not Path(tmp_path / "dead.jsonl").exists()
+
+
+# --- the producer process of the local stack's live runs (local.live) ---------------------------------
+
+
+def produce_in_child(
+    live: LiveSimulator, tx_stream: str, label_stream: str, seconds: float
+) -> tuple[Any, dict]:
+    """Run local.live's producer process as run_live does; (the monitor it fed, its final report)."""
+    import multiprocessing
+
+    from local.live import _produce, _receive
+    from local.monitor import Monitor
+
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    stop = context.Event()
+    child = context.Process(
+        target=_produce, args=(sender, stop, live, tx_stream, label_stream, 400, seconds), daemon=True
+    )
+    child.start()
+    sender.close()
+    monitor, box = Monitor(), {}
+    _receive(receiver, monitor, box)
+    child.join(timeout=30)
+    return monitor, box
+
+
+def test_producer_process_reports_every_transaction_and_continues_the_world(
+    kinesis, make_stream, small_world
+):
+    world, history = small_world
+    tx_stream, label_stream = make_stream(2), make_stream(1)
+    live = LiveSimulator(world, after=history)
+    monitor, box = produce_in_child(live, tx_stream, label_stream, seconds=1.0)
+    assert "error" not in box
+    stats, (day, next_id), cpu_s = box["stats"], box["cursor"], box["cpu_s"]
+    assert stats.transactions == monitor.produced > 0 and cpu_s > 0
+    ids = {body["TRANSACTION_ID"]: body for _, body in read_all(kinesis, tx_stream)}
+    assert sorted(ids) == sorted(monitor.produced_at), "the monitor saw exactly what reached the stream"
+    assert sum(monitor.truth.values()) == monitor.frauds_produced == stats.frauds
+    assert monitor.produced_order == sorted(monitor.produced_order)
+    assert day > world.config.n_days and next_id > max(ids), "the cursor the child ended at comes back"
+
+
+def test_producer_process_failure_is_reported_not_hung(aws_endpoints, small_world):
+    world, history = small_world
+    monitor, box = produce_in_child(
+        LiveSimulator(world, after=history), "no-such-stream", "no-such-labels", 1.0
+    )
+    assert "no-such-stream" in box["error"] and "stats" not in box
+    assert monitor.produced == 0
+
+
+def test_a_producer_process_gone_without_a_report_is_an_error() -> None:
+    import multiprocessing
+
+    from local.live import _receive
+    from local.monitor import Monitor
+
+    receiver, sender = multiprocessing.Pipe(duplex=False)
+    sender.send([(1, 0, 1_700_000_000_000)])
+    sender.close()  # as when the child is killed
+    monitor, box = Monitor(), {}
+    _receive(receiver, monitor, box)
+    assert monitor.produced == 1 and "without a report" in box["error"]

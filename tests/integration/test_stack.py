@@ -21,7 +21,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from local.stack import GC_THRESHOLDS, LOCK_FILE, Stack, StackError, StackOptions
+from local.stack import GC_THRESHOLDS, LOCK_FILE, MOTO_SERVICES, Stack, StackError, StackOptions
 from local.template import REPO, TEMPLATE, load_template, stack_name_from_samconfig
 
 pytestmark = pytest.mark.integration
@@ -163,10 +163,12 @@ def test_bootstrap_creates_what_template_yaml_declares_with_the_same_names(tmp_p
         assert os.environ["TX_STREAM"] == "cust-payment-txn-stream"
         assert os.environ["AWS_ENDPOINT_URL_KINESIS"] == stack.moto_url
         assert os.environ["AWS_ENDPOINT_URL_REDSHIFT_DATA"] == stack.redshift.url
-        # DynamoDB is served by its own moto process (the tables above were listed through it)
-        assert os.environ["AWS_ENDPOINT_URL_DYNAMODB"] == stack.exports()["AWS_ENDPOINT_URL_DYNAMODB"]
-        assert os.environ["AWS_ENDPOINT_URL_DYNAMODB"] != stack.moto_url
-        assert stack.second_moto.pid not in (None, stack.moto.pid)
+        # the stream, the alert fan-out and the card locks are served by three moto processes (the
+        # resources above were listed through them)
+        urls = {service: os.environ[f"AWS_ENDPOINT_URL_{service}"] for service in MOTO_SERVICES}
+        assert urls == {service: stack.exports()[f"AWS_ENDPOINT_URL_{service}"] for service in MOTO_SERVICES}
+        assert urls["SNS"] == urls["SQS"] and len({urls["KINESIS"], urls["SQS"], urls["DYNAMODB"]}) == 3
+        assert len({moto.pid for moto in stack.motos.values()} - {None}) == 3
         assert stack.function("score_and_alert").schedules, "score_and_alert has a schedule in the template"
 
 

@@ -41,6 +41,8 @@ class Producer:
         self.next_id = 0
         self.valid: list[int] = []
         self.order: dict[int, tuple[str, str]] = {}  # transaction id -> (shard, sequence number)
+        self.last_sequence: dict[str, str] = {}  # shard -> sequence number of its latest record
+        self.bytes: dict[str, int] = {}  # shard -> bytes of data put, malformed records included
 
     def put(self, count: int, malformed: bool = False) -> None:
         records = []
@@ -67,6 +69,8 @@ class Producer:
             assert response["FailedRecordCount"] == 0
             for record, result in zip(chunk, response["Records"], strict=True):
                 data = record["Data"]
+                self.last_sequence[result["ShardId"]] = result["SequenceNumber"]
+                self.bytes[result["ShardId"]] = self.bytes.get(result["ShardId"], 0) + len(data)
                 if data.startswith(b'{"TRANSACTION_ID": ') and b"not-a-number" not in data:
                     self.order[json.loads(data)["TRANSACTION_ID"]] = (
                         result["ShardId"],
@@ -121,6 +125,13 @@ def test_refresh_ingests_valid_records_once_and_reports_malformed(stream, tmp_pa
             "SELECT sum(scanned_rows), sum(skipped_rows) FROM sys_stream_scan_states WHERE mv_name = 'tx_stream'"
         ).rows[0]
         assert (scanned, skipped) == (304, 4)
+        per_shard = engine.execute(
+            "SELECT partition_id, latest_position, scanned_bytes, stream_record_time_min <= stream_record_time_max "
+            "FROM sys_stream_scan_states WHERE mv_name = 'tx_stream'"
+        ).rows
+        assert {r[0]: r[1] for r in per_shard} == producer.last_sequence
+        assert {r[0]: r[2] for r in per_shard} == producer.bytes, "rejected and failed records' bytes count"
+        assert all(r[3] for r in per_shard)
 
         # Nothing new: a second refresh adds nothing; new records are appended exactly once.
         assert engine.refresh("tx_stream") == 0
@@ -144,6 +155,28 @@ def test_refresh_ingests_valid_records_once_and_reports_malformed(stream, tmp_pa
         assert history[1][1] == "MV was already updated"
         info = engine.execute("SELECT name, autorefresh, state FROM stv_mv_info").rows
         assert info == [("tx_stream", "t", 1)]
+
+
+def test_views_over_one_stream_share_reads_and_each_ingests_exactly_once(stream, tmp_path):
+    rejects_sql = (
+        "CREATE MATERIALIZED VIEW tx_rejects AUTO REFRESH YES AS SELECT shard_id, sequence_number "
+        f'FROM kin."{stream}" WHERE NOT (is_utf8(kinesis_data) AND can_json_parse(kinesis_data))'
+    )
+    producer = Producer(stream)
+    with open_engine(tmp_path / "db.duckdb") as engine:
+        setup_view(engine, stream)
+        engine.execute(rejects_sql)
+        for round_ in range(4):  # the two views refreshed in turn, records arriving in between
+            producer.put(60, malformed=True)
+            engine.refresh("tx_stream")
+            if round_ % 2:
+                producer.put(30)  # the rejects view reads on past what the other view read
+            engine.refresh("tx_rejects")
+        engine.refresh("tx_stream")
+        assert_exactly_once_in_shard_order(engine, producer)
+        rejects = engine.execute("SELECT shard_id, sequence_number FROM tx_rejects").rows
+        assert len(rejects) == len(set(rejects)) == 4 * 2  # not UTF-8, not JSON; once each
+        assert engine.streaming.shared_reads.hits > 0, "the rejects view took the transaction view's reads"
 
 
 def test_restart_between_refreshes_keeps_checkpoints(stream, tmp_path):
