@@ -206,34 +206,25 @@ customer_spans AS (
 customer_lags AS (
     SELECT 1 AS days_back UNION ALL SELECT 7 UNION ALL SELECT 14 UNION ALL SELECT 30
 ),
--- the card's transactions its targets' windows reach, by where they lie: near a bound (within the span
--- of some lag's bounds: may be the last transaction before a bound), near a target (within the span of
--- the targets: a target, or counted up to one), or neither: in a stretch between spans, which lies
--- inside every window that reaches it, so only its count and sums matter. spans_ended numbers the
--- stretches: how many spans of bounds (30, 14, 7, 1 days back, in that order) end before it.
-customer_scoped_events AS (
-    SELECT e.customer_id, e.transaction_id, e.tx_datetime, e.tx_amount::float8 AS amount,
-           CASE WHEN e.tx_datetime <= s.last_30
-                  OR (e.tx_datetime >= s.first_14 AND e.tx_datetime <= s.last_14)
-                  OR (e.tx_datetime >= s.first_7 AND e.tx_datetime <= s.last_7)
-                  OR (e.tx_datetime >= s.first_1 AND e.tx_datetime <= s.last_1) THEN 1 ELSE 0 END AS near_bound,
-           CASE WHEN e.tx_datetime >= s.first_at THEN 1 ELSE 0 END AS near_target,
-           CASE WHEN e.tx_datetime > s.last_30 THEN 1 ELSE 0 END + CASE WHEN e.tx_datetime > s.last_14 THEN 1 ELSE 0 END
-           + CASE WHEN e.tx_datetime > s.last_7 THEN 1 ELSE 0 END + CASE WHEN e.tx_datetime > s.last_1 THEN 1 ELSE 0 END
-               AS spans_ended
+-- a card's transactions its targets' windows reach lie near a bound (within the span of some lag's
+-- bounds: may be the last transaction before a bound), near a target (within the span of the targets: a
+-- target, or counted up to one), or in a stretch between spans, which lies inside every window that
+-- reaches it, so only its count and sums matter: each stretch is one row at its last transaction (no
+-- bound or target falls inside it, so nothing reads a running sum within it). None when featurising the
+-- whole history (every transaction is near a target); in a scoring pass most of a card's 30 days.
+-- Stretches are numbered by how many spans of bounds (30, 14, 7, 1 days back, in that order) end before.
+customer_stretches AS (
+    SELECT e.customer_id, MAX(e.tx_datetime) AS tx_datetime, COUNT(*) AS transactions,
+           SUM(e.tx_amount::float8) AS amount, SUM(POWER(e.tx_amount::float8, 4)) AS fourth_powers
     FROM tx_events e
     JOIN customer_spans s
-      ON s.customer_id = e.customer_id AND e.tx_datetime > s.first_30 AND e.tx_datetime <= s.last_at
-),
--- each stretch as one row at its last transaction (no bound or target falls inside a stretch, so nothing
--- reads a running sum within it). None when featurising the whole history (every transaction is near
--- a target); in a scoring pass most of a card's 30 days.
-customer_stretches AS (
-    SELECT customer_id, MAX(tx_datetime) AS tx_datetime, COUNT(*) AS transactions,
-           SUM(amount) AS amount, SUM(POWER(amount, 4)) AS fourth_powers
-    FROM customer_scoped_events
-    WHERE near_bound = 0 AND near_target = 0
-    GROUP BY customer_id, spans_ended
+      ON s.customer_id = e.customer_id AND e.tx_datetime > s.last_30 AND e.tx_datetime < s.first_at
+    WHERE NOT (e.tx_datetime >= s.first_14 AND e.tx_datetime <= s.last_14)
+      AND NOT (e.tx_datetime >= s.first_7 AND e.tx_datetime <= s.last_7)
+      AND NOT (e.tx_datetime >= s.first_1 AND e.tx_datetime <= s.last_1)
+    GROUP BY e.customer_id,
+             CASE WHEN e.tx_datetime > s.last_14 THEN 1 ELSE 0 END + CASE WHEN e.tx_datetime > s.last_7 THEN 1 ELSE 0 END
+             + CASE WHEN e.tx_datetime > s.last_1 THEN 1 ELSE 0 END
 ),
 -- positions and running sums in time order over the transactions near a bound or target and the
 -- stretches. A position counts transactions: its row number plus what the stretches so far hold
@@ -251,10 +242,19 @@ customer_events AS (
            SUM(fourth_powers) OVER (PARTITION BY customer_id ORDER BY tx_datetime, transaction_id
                                     ROWS UNBOUNDED PRECEDING) AS fourth_powers_so_far
     FROM (
-        SELECT customer_id, transaction_id, tx_datetime, near_bound, amount, POWER(amount, 4) AS fourth_powers,
+        -- each transaction near a bound or a target (the stretches' complement); those up to the last
+        -- bound may be the last transaction before one
+        SELECT e.customer_id, e.transaction_id, e.tx_datetime,
+               CASE WHEN e.tx_datetime <= s.last_1 THEN 1 ELSE 0 END AS near_bound,
+               e.tx_amount::float8 AS amount, POWER(e.tx_amount::float8, 4) AS fourth_powers,
                NULL::bigint AS hidden_so_far
-        FROM customer_scoped_events
-        WHERE near_bound = 1 OR near_target = 1
+        FROM tx_events e
+        JOIN customer_spans s
+          ON s.customer_id = e.customer_id AND e.tx_datetime > s.first_30 AND e.tx_datetime <= s.last_at
+        WHERE e.tx_datetime <= s.last_30 OR e.tx_datetime >= s.first_at
+           OR (e.tx_datetime >= s.first_14 AND e.tx_datetime <= s.last_14)
+           OR (e.tx_datetime >= s.first_7 AND e.tx_datetime <= s.last_7)
+           OR (e.tx_datetime >= s.first_1 AND e.tx_datetime <= s.last_1)
         UNION ALL
         -- a stretch may hold the last transaction before a bound
         SELECT customer_id, NULL::bigint, tx_datetime, 1, amount, fourth_powers,
