@@ -174,7 +174,7 @@ WHERE s.refresh_time >= (SELECT COALESCE(MAX(stream_refresh_time), '1900-01-01':
 -- and no running SUM over the probes, which DuckDB computes far more slowly than LAST_VALUE).
 -- A card's transactions between the spans of its targets' bounds lie inside every window that reaches
 -- them: each such stretch is summed into one row before the sort (a scoring pass sorts a few rows per
--- card instead of its 30 days; measured: the features of a pass -25 % CPU).
+-- card instead of its 30 days; measured: the features of a 2,000-row pass -15 to -30 % CPU).
 -- A terminal's known frauds are few: a range join finds those of each target's window (cheaper than
 -- a running count of frauds over every transaction carried through the probe sort).
 -- A window is then a difference of running sums: O(N log N), no range self-join, no RANGE frame.
