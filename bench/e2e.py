@@ -6,10 +6,11 @@
 One stack, one history and one model (the simulator's default world, as the demo and the model's
 targets use: its alerts are ~0.7 % of transactions; --customers 1000 --days 30 is a quicker world
 whose fixed daily compromises make ~3.5 % of transactions alerts, five times the alert traffic);
-then for each rate a live run of --seconds (the same world continued), drained before the next. Per rate it prints: the producer's achieved rate, the rates at
-which the warehouse ingested and scored that load (count / time until caught up), the ingestion lag
-while streaming (p50, max), the alert latency (producer timestamp -> alert handed to act_on_alert, p50
-and p99), split into stages (to stream, to scored, to published, to consumer), and the drain time.
+then for each rate a live run of --seconds (the same world continued), drained before the next.
+Per rate it prints: the producer's achieved rate, the rates at which the warehouse ingested and
+scored that load (count / time until caught up), the ingestion lag while streaming (p50, max), the
+alert latency (producer timestamp -> alert handed to act_on_alert, p50 and p99), split into stages
+(to stream, to scored, to published, to consumer), the drain time, and CPU by thread and process.
 The stack runs as `python -m local up` does (score_and_alert back to back, 4 act_on_alert pollers);
 --aws-schedule and --pollers 1 measure the AWS-like schedule and one poller instead. The ceiling is the raw PutRecords rate of a stream with the same shards on
 the same moto server, measured in the same run.
