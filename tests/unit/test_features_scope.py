@@ -14,25 +14,16 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from local.evaluate import MODEL_INPUTS
 from local.features import compute_history_features, prepare_history_warehouse
 from local.redshift.engine import Engine
 
 pytestmark = pytest.mark.unit
 
 START = datetime(2018, 6, 1)
-CUSTOMER_FEATURES = (
-    "customer_id_nb_tx_1day_window",
-    "customer_id_avg_amount_1day_window",
-    "customer_id_nb_tx_7day_window",
-    "customer_id_avg_amount_7day_window",
-    "customer_id_nb_tx_30day_window",
-    "customer_id_avg_amount_30day_window",
-    "customer_id_nb_tx_baseline_window",
-    "customer_id_avg_amount_baseline_window",
-    "amount_to_baseline_ratio",
-    "customer_avg_amount_14day_to_baseline_ratio",
-    "customer_quartic_mean_amount_14day_to_baseline_ratio",
-)
+LABELLED_UNTIL = START + timedelta(days=25)
+# every model input: the card's windows read stretches in a pass, and nothing else may move either
+FEATURES = tuple(column.lower() for column in MODEL_INPUTS["all"])
 
 
 def card_history(days: int = 45) -> list[tuple[int, datetime, int, int, float]]:
@@ -51,7 +42,12 @@ def card_history(days: int = 45) -> list[tuple[int, datetime, int, int, float]]:
 
 
 def insert_history(engine: Engine, rows: list[tuple[int, datetime, int, int, float]]) -> None:
-    values = ", ".join(f"({tx}, '{at}', {c}, {term}, {amount}, 0)" for tx, at, c, term, amount in rows)
+    # some labelled frauds, so the terminal side's known-fraud features are not all "none"; only early
+    # ones, which stay in the history in every split below (stream rows carry no label)
+    values = ", ".join(
+        f"({tx}, '{at}', {c}, {term}, {amount}, {int(tx % 13 == 0 and at < LABELLED_UNTIL)})"
+        for tx, at, c, term, amount in rows
+    )
     engine.execute(
         "INSERT INTO cust_payment_tx_history (transaction_id, tx_datetime, customer_id, terminal_id, "
         f"tx_amount, tx_fraud) VALUES {values}"
@@ -69,10 +65,10 @@ def insert_stream(engine: Engine, rows: list[tuple[int, datetime, int, int, floa
     )
 
 
-def customer_features(engine: Engine, where: str) -> dict[int, dict[str, float]]:
-    columns = ", ".join(CUSTOMER_FEATURES)
+def model_inputs(engine: Engine, where: str) -> dict[int, dict[str, float]]:
+    columns = ", ".join(FEATURES)
     result = engine.execute(f"SELECT transaction_id, {columns} FROM tx_features WHERE {where}")
-    return {row[0]: dict(zip(CUSTOMER_FEATURES, row[1:], strict=True)) for row in result.rows}
+    return {row[0]: dict(zip(FEATURES, row[1:], strict=True)) for row in result.rows}
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +78,7 @@ def whole_history() -> Iterator[dict[int, dict[str, float]]]:
     try:
         prepare_history_warehouse(engine)
         insert_history(engine, card_history())
-        yield customer_features(engine, "source = 'history'")
+        yield model_inputs(engine, "source = 'history'")
     finally:
         engine.close()
 
@@ -103,7 +99,7 @@ def test_stream_targets_get_their_whole_history_features(
         insert_history(engine, history)
         compute_history_features(engine)
         insert_stream(engine, stream)
-        scored = customer_features(engine, "source = 'stream'")
+        scored = model_inputs(engine, "source = 'stream'")
     finally:
         engine.close()
     assert sorted(scored) == sorted(row[0] for row in stream)
