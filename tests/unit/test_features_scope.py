@@ -68,7 +68,8 @@ def insert_stream(engine: Engine, rows: list[tuple[int, datetime, int, int, floa
 def model_inputs(engine: Engine, where: str) -> dict[int, dict[str, float]]:
     columns = ", ".join(FEATURES)
     result = engine.execute(f"SELECT transaction_id, {columns} FROM tx_features WHERE {where}")
-    return {row[0]: dict(zip(FEATURES, row[1:], strict=True)) for row in result.rows}
+    # as floats: tx_amount is a DECIMAL, which pytest.approx compares only with a warning
+    return {row[0]: dict(zip(FEATURES, map(float, row[1:]), strict=True)) for row in result.rows}
 
 
 @pytest.fixture(scope="module")
