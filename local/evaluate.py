@@ -25,7 +25,7 @@ import datetime as dt
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,21 +112,28 @@ def handbook_test_set(transactions: pd.DataFrame, fold: Fold) -> pd.DataFrame:
     return pd.concat(parts) if parts else transactions.iloc[:0]
 
 
-def card_precision_at_k(scored: pd.DataFrame, k: int = 100) -> float:
-    """Daily card precision@k, cards detected on an earlier day removed; the mean over days.
+def daily_cards(scored: pd.DataFrame, k: int = 100) -> Iterator[tuple[pd.Timestamp, pd.DataFrame]]:
+    """Each day's cards as card precision@k ranks them, cards detected on an earlier day removed.
 
-    `scored` has TX_DATETIME, CUSTOMER_ID, TX_FRAUD and `score`. A card's score on a day is its
-    highest transaction score; it is a true positive when any of its transactions that day is a fraud."""
+    `scored` has TX_DATETIME, CUSTOMER_ID, TX_FRAUD and `score`. Yields (day, cards): one row per card
+    (index CUSTOMER_ID) with `score` (its highest transaction score that day), `fraud` (1 when any of
+    its transactions that day is a fraud) and `top` (among the day's k highest), highest score first."""
     day = scored["TX_DATETIME"].dt.floor("D")
     detected: set = set()
-    precisions = []
-    for _, today in scored.groupby(day, sort=True):
+    for today_date, today in scored.groupby(day, sort=True):
         today = today[~today["CUSTOMER_ID"].isin(detected)]
         cards = today.groupby("CUSTOMER_ID").agg(score=("score", "max"), fraud=("TX_FRAUD", "max"))
-        top = cards.sort_values("score", ascending=False, kind="stable").head(k)
-        hits = top.index[top["fraud"] == 1]
-        precisions.append(len(hits) / k)
-        detected |= set(hits)
+        cards = cards.sort_values("score", ascending=False, kind="stable")
+        cards["top"] = np.arange(len(cards)) < k
+        yield today_date, cards
+        detected |= set(cards.index[cards["top"] & (cards["fraud"] == 1)])
+
+
+def card_precision_at_k(scored: pd.DataFrame, k: int = 100) -> float:
+    """Daily card precision@k (true positives among the day's k top cards, over k); the mean over days."""
+    precisions = [
+        int((cards["top"] & (cards["fraud"] == 1)).sum()) / k for _, cards in daily_cards(scored, k)
+    ]
     return float(np.mean(precisions)) if precisions else float("nan")
 
 
