@@ -9,14 +9,17 @@ cards with and without any such signal and how many of each are in the day's top
 every fraud card with a signal first would score (fraud cards with a signal) / 100: the ceiling, plus
 what chance adds among the cards without a signal.
 
-    .venv/bin/python -m local evaluate --history H.csv.gz --protocol ch5 --features all --database W.duckdb
-    .venv/bin/python bench/card_precision_ceiling.py --database W.duckdb   # reuses its models when there
+    .venv/bin/python bench/card_precision_ceiling.py                   # simulates the default world
+    .venv/bin/python bench/card_precision_ceiling.py --history FILE    # a history CSV with TX_FRAUD_SCENARIO
+    .venv/bin/python -m local evaluate --history FILE --protocol ch5 --features all --database W.duckdb
+    .venv/bin/python bench/card_precision_ceiling.py --database W.duckdb   # reuses its warehouse and models
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -33,7 +36,9 @@ from local.evaluate import (
     score_period,
     train_model,
 )
+from local.features import compute_history_features, load_history, prepare_history_warehouse
 from local.redshift.engine import Engine, RedshiftError
+from producer.export import export_simulated_history
 from producer.simulator import TERMINAL_COMPROMISE_DAYS
 
 LABEL_DELAY_DAYS = 7  # the feature definition's (sql/migrations/004_features.sql)
@@ -105,15 +110,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--history", type=Path, help="raw history CSV (default: simulate the default world)")
     parser.add_argument(
-        "--database", type=Path, required=True, help="a featurised `local evaluate` warehouse"
+        "--database", type=Path, help="a `local evaluate` warehouse to reuse (created when missing)"
     )
     args = parser.parse_args()
-    engine = Engine(args.database, auto_refresh_interval=None)
-    try:
-        days = analyse(engine)
-    finally:
-        engine.close()
+    fresh = args.database is None or not args.database.exists()
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = Engine(args.database or Path(tmp) / "ceiling.duckdb", auto_refresh_interval=None)
+        try:
+            if fresh:
+                prepare_history_warehouse(engine)
+                load_history(engine, args.history or export_simulated_history(Path(tmp)))
+                compute_history_features(engine)
+            days = analyse(engine)
+        finally:
+            engine.close()
     mean = days.drop(columns=["fold", "day"]).mean()
     print(
         f"ch5, {len(days)} test days, per day (mean): " + ", ".join(f"{c} {v:.2f}" for c, v in mean.items())

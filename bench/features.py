@@ -39,15 +39,7 @@ from local.features import (
     prepare_history_warehouse,
 )
 from local.redshift.engine import Engine
-
-
-def default_history(directory: Path) -> Path:
-    from producer.export import export_history
-    from producer.simulator import WorldConfig, customer_info, simulate_history
-
-    world, history = simulate_history(WorldConfig())
-    return export_history(history, customer_info(world), directory)["transactions"]
-
+from producer.export import export_simulated_history
 
 # --- the handbook's code (chapter 3), kept as written; only pandas 3 adaptations are marked ---------
 
@@ -206,7 +198,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        history = args.history or default_history(Path(tmp))
+        history = args.history or export_simulated_history(Path(tmp))
         engine = Engine(":memory:", auto_refresh_interval=None)
         prepare_history_warehouse(engine)
         rows = load_history(engine, history)

@@ -28,6 +28,7 @@ from fraud_common.sqlfiles import fill
 from local.evaluate import MODEL_INPUTS
 from local.features import SQL_DIR, compute_history_features, load_history, prepare_history_warehouse
 from local.redshift.engine import Engine
+from producer.export import export_simulated_history
 
 PLACEHOLDERS = {"MODEL_FUNCTION": "fn_bench", "MODEL_NAME": "bench_model"}
 NEW_TRANSACTIONS = 2_000
@@ -37,14 +38,6 @@ FEATURES_ONLY = (
     f"SELECT count(*), sum({' + '.join(column.lower() for column in MODEL_INPUTS['all'])})"
     " FROM tx_features WHERE source = 'stream'"
 )
-
-
-def default_history(directory: Path) -> Path:
-    from producer.export import export_history
-    from producer.simulator import WorldConfig, customer_info, simulate_history
-
-    world, history = simulate_history(WorldConfig())
-    return export_history(history, customer_info(world), directory)["transactions"]
 
 
 def hold_back_newest(engine: Engine, n: int) -> None:
@@ -104,7 +97,7 @@ def main() -> int:
     args = parser.parse_args()
     score_sql = fill((SQL_DIR / "queries" / "score_new_transactions.sql").read_text(), PLACEHOLDERS)
     with tempfile.TemporaryDirectory() as tmp:
-        history = args.history or default_history(Path(tmp))
+        history = args.history or export_simulated_history(Path(tmp))
         engine = Engine(Path(tmp) / "bench.duckdb", auto_refresh_interval=None)
         prepare_history_warehouse(engine)
         for sql in (SQL_DIR / "migrations" / "005_training_set.sql").read_text().split(";\n"):

@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from producer.kinesis import ProducerError
-from producer.simulator import COLUMNS, CUSTOMER_INFO_COLUMNS, Transactions
+from producer.simulator import (
+    COLUMNS,
+    CUSTOMER_INFO_COLUMNS,
+    Transactions,
+    WorldConfig,
+    customer_info,
+    simulate_history,
+)
 
 TRANSACTIONS_FILE = "transactions.csv"
 CUSTOMER_INFO_FILE = "customer_info.csv"
@@ -111,6 +118,12 @@ def export_history(
         ),
         "customer_info": write_customer_info_csv(info, out_dir / (CUSTOMER_INFO_FILE + suffix), gzip),
     }
+
+
+def export_simulated_history(out_dir: str | Path, config: WorldConfig | None = None) -> Path:
+    """Simulate a world's history (default: the default world) and write it into out_dir; the transactions CSV."""
+    world, history = simulate_history(config or WorldConfig())
+    return export_history(history, customer_info(world), out_dir)["transactions"]
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
