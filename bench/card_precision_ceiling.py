@@ -97,12 +97,18 @@ def analyse(engine: Engine, k: int = 100) -> pd.DataFrame:
         except RedshiftError:
             train_model(engine, name, fold, inputs, 3600, product_hyperparameters("all"))
         test = handbook_test_set(score_period(engine, name, fold, inputs), fold)
-        test["hidden"] = test["TRANSACTION_ID"].isin(hidden_ids)
+        frauds_tested = test[test["TX_FRAUD"] == 1]
+        # (day, card) -> whether the card has no signal that day: every fraud of it then is hidden
+        hidden = (
+            frauds_tested["TRANSACTION_ID"]
+            .isin(hidden_ids)
+            .groupby([frauds_tested["TX_DATETIME"].dt.floor("D"), frauds_tested["CUSTOMER_ID"]])
+            .all()
+        )
+        hidden_cards = set(hidden.index[hidden])
         for day, cards in daily_cards(test, k):
-            today = test[(test["TX_DATETIME"].dt.floor("D") == day) & (test["TX_FRAUD"] == 1)]
-            # a card without a signal: every fraud of it that day is hidden
-            hidden_cards = set(today.groupby("CUSTOMER_ID")["hidden"].all().loc[lambda s: s].index)
-            rows.append({"fold": i, "day": day.date(), **day_counts(cards, hidden_cards)})
+            today = {card for card_day, card in hidden_cards if card_day == day}
+            rows.append({"fold": i, "day": day.date(), **day_counts(cards, today)})
     return pd.DataFrame(rows)
 
 

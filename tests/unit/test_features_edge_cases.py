@@ -13,6 +13,7 @@ import pytest
 
 from local.features import compute_history_features, prepare_history_warehouse
 from local.redshift.engine import Engine
+from tests.unit.conftest import add_history, add_stream
 
 pytestmark = pytest.mark.unit
 
@@ -38,24 +39,6 @@ def engine(warehouse: Engine) -> Engine:
     for table in TABLES:
         warehouse.execute(f"DELETE FROM {table}")
     return warehouse
-
-
-def add_history(engine: Engine, rows: list[tuple]) -> None:
-    """rows: (transaction_id, 'YYYY-MM-DD HH:MM:SS', customer_id, terminal_id, amount, fraud)."""
-    for tx, at, customer, terminal, amount, fraud in rows:
-        engine.execute(
-            "INSERT INTO cust_payment_tx_history (transaction_id, tx_datetime, customer_id, terminal_id, "
-            f"tx_amount, tx_fraud) VALUES ({tx}, '{at}', {customer}, {terminal}, {amount}, {fraud})"
-        )
-
-
-def add_stream(engine: Engine, rows: list[tuple], refresh: str = "2030-01-01 00:00:00") -> None:
-    for tx, at, customer, terminal, amount in rows:
-        engine.execute(
-            "INSERT INTO cust_payment_tx_stream (approximate_arrival_timestamp, sequence_number, refresh_time, "
-            "transaction_id, tx_datetime, customer_id, terminal_id, tx_amount) "
-            f"VALUES ('{refresh}', '{tx}', '{refresh}', {tx}, '{at}', {customer}, {terminal}, {amount})"
-        )
 
 
 def add_label(engine: Engine, tx: int, fraud: int, arrival: str = "2030-01-01 00:00:00") -> None:

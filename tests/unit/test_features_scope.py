@@ -17,6 +17,7 @@ import pytest
 from local.evaluate import MODEL_INPUTS
 from local.features import compute_history_features, prepare_history_warehouse
 from local.redshift.engine import Engine
+from tests.unit.conftest import add_history, add_stream
 
 pytestmark = pytest.mark.unit
 
@@ -41,28 +42,10 @@ def card_history(days: int = 45) -> list[tuple[int, datetime, int, int, float]]:
     return rows
 
 
-def insert_history(engine: Engine, rows: list[tuple[int, datetime, int, int, float]]) -> None:
-    # some labelled frauds, so the terminal side's known-fraud features are not all "none"; only early
-    # ones, which stay in the history in every split below (stream rows carry no label)
-    values = ", ".join(
-        f"({tx}, '{at}', {c}, {term}, {amount}, {int(tx % 13 == 0 and at < LABELLED_UNTIL)})"
-        for tx, at, c, term, amount in rows
-    )
-    engine.execute(
-        "INSERT INTO cust_payment_tx_history (transaction_id, tx_datetime, customer_id, terminal_id, "
-        f"tx_amount, tx_fraud) VALUES {values}"
-    )
-
-
-def insert_stream(engine: Engine, rows: list[tuple[int, datetime, int, int, float]]) -> None:
-    values = ", ".join(
-        f"('2030-01-01', '{tx}', '2030-01-01', {tx}, '{at}', {c}, {term}, {amount})"
-        for tx, at, c, term, amount in rows
-    )
-    engine.execute(
-        "INSERT INTO cust_payment_tx_stream (approximate_arrival_timestamp, sequence_number, refresh_time, "
-        f"transaction_id, tx_datetime, customer_id, terminal_id, tx_amount) VALUES {values}"
-    )
+def labelled(rows: list[tuple[int, datetime, int, int, float]]) -> list[tuple]:
+    """History rows with labels: some frauds, so the terminal side's known-fraud features are not all
+    "none"; only early ones, which stay in the history in every split below (stream rows carry none)."""
+    return [(*row, int(row[0] % 13 == 0 and row[1] < LABELLED_UNTIL)) for row in rows]
 
 
 def model_inputs(engine: Engine, where: str) -> dict[int, dict[str, float]]:
@@ -78,7 +61,7 @@ def whole_history() -> Iterator[dict[int, dict[str, float]]]:
     engine = Engine(":memory:", auto_refresh_interval=None)
     try:
         prepare_history_warehouse(engine)
-        insert_history(engine, card_history())
+        add_history(engine, labelled(card_history()))
         yield model_inputs(engine, "source = 'history'")
     finally:
         engine.close()
@@ -97,9 +80,9 @@ def test_stream_targets_get_their_whole_history_features(
     engine = Engine(":memory:", auto_refresh_interval=None)
     try:
         prepare_history_warehouse(engine)
-        insert_history(engine, history)
+        add_history(engine, labelled(history))
         compute_history_features(engine)
-        insert_stream(engine, stream)
+        add_stream(engine, stream)
         scored = model_inputs(engine, "source = 'stream'")
     finally:
         engine.close()
