@@ -200,7 +200,9 @@ def main() -> int:
     parser.add_argument(
         "--sql-only", action="store_true", help="time only the SQL, skip the pandas baselines (no ratios)"
     )
-    parser.add_argument("--repeat", type=int, default=3, help="SQL runs to time (default 3; the median counts)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="SQL runs to time (default 3; the median counts)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         history = args.history or export_simulated_history(Path(tmp))
