@@ -233,7 +233,7 @@ customer_stretches AS (
 customer_events AS (
     SELECT customer_id, transaction_id, tx_datetime, near_bound,
            ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY tx_datetime, transaction_id)
-           + COALESCE(LAST_VALUE(hidden_so_far IGNORE NULLS) OVER (PARTITION BY customer_id
+           + COALESCE(LAST_VALUE(hidden_so_far) IGNORE NULLS OVER (PARTITION BY customer_id
                                                                   ORDER BY tx_datetime, transaction_id
                                                                   ROWS UNBOUNDED PRECEDING), 0) AS position,
            SUM(amount) OVER (PARTITION BY customer_id ORDER BY tx_datetime, transaction_id
@@ -270,10 +270,10 @@ customer_events AS (
 -- days).
 customer_probes AS (
     SELECT customer_id, target_id, days_back,
-           COALESCE(LAST_VALUE(position IGNORE NULLS) OVER (PARTITION BY customer_id
+           COALESCE(LAST_VALUE(position) IGNORE NULLS OVER (PARTITION BY customer_id
                                                            ORDER BY point_at, position NULLS LAST
                                                            ROWS UNBOUNDED PRECEDING), 0) AS position,
-           COALESCE(LAST_VALUE(amount_so_far IGNORE NULLS) OVER (PARTITION BY customer_id
+           COALESCE(LAST_VALUE(amount_so_far) IGNORE NULLS OVER (PARTITION BY customer_id
                                                                 ORDER BY point_at, position NULLS LAST
                                                                 ROWS UNBOUNDED PRECEDING), 0) AS amount_so_far
     FROM (
@@ -342,7 +342,7 @@ terminal_events AS (
 ),
 terminal_probes AS (
     SELECT target_id, days_back,
-           COALESCE(LAST_VALUE(position IGNORE NULLS) OVER (PARTITION BY terminal_id
+           COALESCE(LAST_VALUE(position) IGNORE NULLS OVER (PARTITION BY terminal_id
                                                            ORDER BY point_at, position NULLS LAST
                                                            ROWS UNBOUNDED PRECEDING), 0) AS position
     FROM (
@@ -422,10 +422,10 @@ SELECT t.transaction_id, t.tx_datetime, t.customer_id, t.terminal_id, t.tx_amoun
            AS customer_avg_amount_14day_to_baseline_ratio,
        -- 31: no known fraud at the terminal in its 30-day known window
        CASE WHEN f.transaction_id IS NULL THEN 31
-            ELSE DATEDIFF(second, f.last_fraud_at, DATEADD(day, -7, t.tx_datetime)) / 86400.0 END::float8
+            ELSE DATEDIFF(second, f.last_fraud_at, DATEADD(day, -7, t.tx_datetime))::float8 / 86400 END
            AS terminal_id_days_since_last_fraud,
        CASE WHEN f.transaction_id IS NULL THEN 31
-            ELSE DATEDIFF(second, f.first_fraud_at, DATEADD(day, -7, t.tx_datetime)) / 86400.0 END::float8
+            ELSE DATEDIFF(second, f.first_fraud_at, DATEADD(day, -7, t.tx_datetime))::float8 / 86400 END
            AS terminal_id_days_since_first_fraud,
        -- the label of the last known transaction (before the delay): a fraud iff it is the last known fraud
        CASE WHEN f.last_fraud_position = m.position_7 THEN 1 ELSE 0 END AS terminal_id_last_known_label,

@@ -26,7 +26,7 @@ FROM (
     WHERE cast(TX_DATETIME AS date) BETWEEN cast(getdate() AS date) - 37 AND cast(getdate() AS date)
   ) a
   GROUP BY 1
-);
+) aggregated;
 
 CREATE OR REPLACE VIEW baseline_terminal_transformations AS
 SELECT TERMINAL_ID,
@@ -66,4 +66,4 @@ FROM (
     WHERE cast(TX_DATETIME AS date) BETWEEN cast(getdate() AS date) - 37 AND cast(getdate() AS date)
   ) a
   GROUP BY 1
-);
+) aggregated;

@@ -2,8 +2,9 @@
 -- to unscored stream rows from the watermark on), the promoted model's function, and the reasons:
 -- up to three signals that most explain the score, in an analyst's words, strongest first.
 -- Parameters: :threshold (alert threshold on the probability). Placeholders: ${MODEL_FUNCTION},
--- ${MODEL_NAME} (the version written in every score). scored_at is SYSDATE, the statement's start
--- with microseconds (GETDATE() has whole seconds), so arrival -> scoring lag reads true to the ms.
+-- ${MODEL_NAME} (the version written in every score). scored_at is SYSDATE, the start of the
+-- transaction with microseconds (GETDATE() has whole seconds); this statement runs alone (one Data API
+-- ExecuteStatement, autocommit), so that is its own start and arrival -> scoring lag reads true to the ms.
 INSERT INTO fraud_scores (
     transaction_id, tx_datetime, customer_id, terminal_id, tx_amount,
     tx_during_weekend, tx_during_night, customer_id_nb_tx_1day_window,

@@ -68,6 +68,8 @@ def test_fill_writes_iam_role_default_bare_and_an_arn_quoted() -> None:
         ("SELECT ${S3_BUCKET}", VALUES, "no value"),
         ("SELECT ${MODEL_FUNCTION}(1)", {"MODEL_FUNCTION": "f(); DROP TABLE t; --"}, "not valid"),
         ("IAM_ROLE ${IAM_ROLE}", {"IAM_ROLE": "x' ; DROP TABLE t; --"}, "not valid"),
+        # Redshift would look for the stream "card-stream", which Kinesis does not have
+        ('FROM s."${TX_STREAM}"', {"TX_STREAM": "Card-Stream"}, "must be lowercase"),
     ],
 )
 def test_fill_rejects_unknown_missing_and_malformed(sql: str, values: dict, message: str) -> None:

@@ -16,15 +16,24 @@ from fraud_common.settings import IDENTIFIER
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Which placeholders exist and what a valid value looks like: values come from settings, and are
 # still checked, because they are spliced into SQL text (Data API parameters cannot name objects).
+# Stream names are lowercase: Redshift folds a quoted identifier to lowercase unless the cluster sets
+# enable_case_sensitive_identifier, while Kinesis names are case sensitive, so a capital would make
+# the streaming MV look for a stream that does not exist.
+STREAM_NAME = re.compile(r"^[a-z0-9_.-]{1,128}$")
 ALLOWED = {
-    "TX_STREAM": re.compile(r"^[A-Za-z0-9_.-]{1,128}$"),
-    "LABEL_STREAM": re.compile(r"^[A-Za-z0-9_.-]{1,128}$"),
+    "TX_STREAM": STREAM_NAME,
+    "LABEL_STREAM": STREAM_NAME,
     "IAM_ROLE": re.compile(r"^(default|arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512})$"),
     "S3_BUCKET": re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
     "MODEL_NAME": IDENTIFIER,
     "MODEL_FUNCTION": IDENTIFIER,
     "MAX_RUNTIME": re.compile(r"^\d{1,9}$"),
     "MAX_CELLS": re.compile(r"^\d{1,12}$"),
+}
+
+HINTS = {
+    name: " (Kinesis stream names used from Redshift must be lowercase: it folds quoted identifiers to lowercase)"
+    for name in ("TX_STREAM", "LABEL_STREAM")
 }
 
 
@@ -55,7 +64,9 @@ def fill(sql: str, values: Mapping[str, str], source: str = "<sql>") -> str:
             raise SqlTemplateError(f"{source}: no value for placeholder ${{{name}}}")
         value = str(values[name])
         if not ALLOWED[name].fullmatch(value):  # fullmatch: `$` alone lets a final newline through
-            raise SqlTemplateError(f"{source}: value {value!r} is not valid for ${{{name}}}")
+            raise SqlTemplateError(
+                f"{source}: value {value!r} is not valid for ${{{name}}}{HINTS.get(name, '')}"
+            )
         if name == "IAM_ROLE" and value != "default":  # Redshift: IAM_ROLE { default | 'arn' }
             return f"'{value}'"
         return value
