@@ -21,12 +21,12 @@ SELECT (SELECT COUNT(*) FROM fraud_scores WHERE scored_at > DATEADD(hour, -1, ge
         WHERE NOT EXISTS (SELECT 1 FROM fraud_scores f WHERE f.transaction_id = s.transaction_id)) AS unscored,
        (SELECT COUNT(*) FROM fraud_alerts WHERE status = 'pending') AS pending_alerts;
 
--- Dropped records, by reason: not UTF-8/JSON (rejects MV), parsed but missing a required field,
--- and duplicate deliveries of a transaction id (kept once).
+-- Dropped records, by reason: not UTF-8 / not JSON / over 64 KB (rejects MV), parsed but a required
+-- field missing or of the wrong type, and duplicate deliveries of a transaction id (kept once).
 CREATE OR REPLACE VIEW ops_dropped_records AS
-SELECT 'not utf-8 json' AS reason, COUNT(*) AS records FROM cust_payment_tx_rejects
+SELECT 'unparseable record' AS reason, COUNT(*) AS records FROM cust_payment_tx_rejects
 UNION ALL
-SELECT 'missing field', COUNT(*) FROM cust_payment_tx_stream
+SELECT 'missing or invalid field', COUNT(*) FROM cust_payment_tx_stream
 WHERE transaction_id IS NULL OR tx_datetime IS NULL OR customer_id IS NULL OR terminal_id IS NULL
    OR tx_amount IS NULL
 UNION ALL

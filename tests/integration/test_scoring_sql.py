@@ -195,7 +195,7 @@ def test_scoring_exactly_once_with_duplicates_and_bad_records(warehouse, data) -
     )[0]
     assert counts == {"n": 300, "ids": 300, "v": "fraud_model_v1"}
     dropped = {r["reason"]: r["records"] for r in rows(engine, "SELECT * FROM ops_dropped_records")}
-    assert dropped == {"not utf-8 json": 1, "missing field": 1, "duplicate transaction id": 25}
+    assert dropped == {"unparseable record": 1, "missing or invalid field": 1, "duplicate transaction id": 25}
 
 
 def test_stream_features_equal_the_definition_on_history(warehouse, data) -> None:

@@ -74,14 +74,24 @@ def test_malformed_records_are_counted_and_dropped_while_the_rest_flows(pipeline
     pipeline.put_raw(mixed)
     after = pipeline.check_invariants(ids, pipeline.drain(ids))
     assert after.ingested_rows == len(ids) + len(duplicates), "duplicates are ingested, then scored once"
-    # Not UTF-8 / not JSON: counted in the rejects view. Missing fields / wrong types: kept out of scoring.
-    assert after.rejects - before.rejects == len(bad["not UTF-8"]) + len(bad["not JSON"])
+    # Not UTF-8 / not JSON / over 64 KB: counted in the rejects view. Missing fields / wrong types: NULL
+    # fields (TRY_CAST), counted and kept out of scoring. None of them fails a refresh.
+    assert after.rejects - before.rejects == len(bad["not UTF-8"]) + len(bad["not JSON"]) + len(
+        bad["over 64 KB JSON"]
+    )
     dropped_after = dropped(pipeline)
     change = {k: dropped_after[k] - dropped_before.get(k, 0) for k in dropped_after}
+    assert change["missing or invalid field"] == len(bad["missing fields"]) + len(bad["wrong types"])
     scan_errors = pipeline.api.query(
         "SELECT count(*) AS n FROM sys_stream_scan_errors WHERE mv_name = 'cust_payment_tx_stream'"
     )[0]["n"]
     print(f"ops_dropped_records change: {change}; sys_stream_scan_errors: {scan_errors}")
+    projection_failures = pipeline.api.query(
+        "SELECT count(*) AS n FROM sys_stream_scan_errors WHERE mv_name = 'cust_payment_tx_stream' AND error_code = 4"
+    )[0]["n"]
+    assert int(projection_failures) == 0, (
+        "a record failed the MV's projection (on Redshift: a failed refresh)"
+    )
     leaked = pipeline.api.query(
         "SELECT count(*) AS n FROM fraud_scores WHERE transaction_id >= :lo", {"lo": OUTSIDE}
     )[0]["n"]
