@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from local.evaluate import (
     MODEL_INPUTS,
     daily_cards,
+    fold_model_name,
     folds,
     handbook_test_set,
     product_hyperparameters,
@@ -91,7 +92,7 @@ def analyse(engine: Engine, k: int = 100) -> pd.DataFrame:
     train_days = product_training_days("all")
     rows = []
     for i, fold in enumerate(folds("ch5", train_days)):
-        name = f"eval_ch5_{len(inputs)}_{train_days}d_fold{i}"  # the name `local evaluate` gives it
+        name = fold_model_name("ch5", inputs, train_days, i)
         try:
             engine.execute(f"SHOW MODEL {name}")
         except RedshiftError:
@@ -105,10 +106,11 @@ def analyse(engine: Engine, k: int = 100) -> pd.DataFrame:
             .groupby([frauds_tested["TX_DATETIME"].dt.floor("D"), frauds_tested["CUSTOMER_ID"]])
             .all()
         )
-        hidden_cards = set(hidden.index[hidden])
+        hidden_by_day: dict[pd.Timestamp, set] = {}
+        for card_day, card in hidden.index[hidden]:
+            hidden_by_day.setdefault(card_day, set()).add(card)
         for day, cards in daily_cards(test, k):
-            today = {card for card_day, card in hidden_cards if card_day == day}
-            rows.append({"fold": i, "day": day.date(), **day_counts(cards, today)})
+            rows.append({"fold": i, "day": day.date(), **day_counts(cards, hidden_by_day.get(day, set()))})
     return pd.DataFrame(rows)
 
 

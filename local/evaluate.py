@@ -224,6 +224,11 @@ def score_period(engine: Engine, name: str, fold: Fold, inputs: Sequence[str]) -
     return frame
 
 
+def fold_model_name(protocol: str, inputs: Sequence[str], train_days: int, fold_index: int) -> str:
+    """The model `evaluate` trains for a fold (a warehouse keeps it, so other tools can reuse it)."""
+    return f"eval_{protocol}_{len(inputs)}_{train_days}d_fold{fold_index}"
+
+
 def evaluate(
     engine: Engine,
     protocol: str,
@@ -234,7 +239,7 @@ def evaluate(
 ) -> list[dict[str, float]]:
     results = []
     for i, fold in enumerate(folds(protocol, train_days)):
-        name = f"eval_{protocol}_{len(inputs)}_{train_days}d_fold{i}"
+        name = fold_model_name(protocol, inputs, train_days, i)
         started = time.perf_counter()
         train_model(engine, name, fold, inputs, timeout_s, hyperparameters)
         period = score_period(engine, name, fold, inputs)
