@@ -5,11 +5,16 @@ Each function's module is loaded from its CodeUri under a unique module name (ev
 context object with the function's real timeout, so handlers that loop "until shortly before the
 timeout" behave as on AWS. A stop request makes the remaining time drop to zero, which ends such
 loops promptly on Ctrl-C.
+
+Every function loads as in its own container: its module and the layer's modules are imported afresh
+under its own environment, so Powertools loggers carry its service name and log level, even when an
+earlier stack in the same process ran the same functions with other settings.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import sys
 import threading
@@ -72,7 +77,9 @@ def load_handler(spec: FunctionSpec) -> Handler:
         saved = {key: os.environ.get(key) for key in spec.environment}
         os.environ.update(spec.environment)
         try:
+            _forget_layer_modules()
             module = _import(f"lambda_{spec.logical_id}", path)
+            _apply_log_level(spec.environment)
         finally:
             for key, value in saved.items():
                 if value is None:
@@ -82,6 +89,28 @@ def load_handler(spec: FunctionSpec) -> Handler:
         handler = getattr(module, attr)
         _loaded[id(spec)] = (spec, handler)
         return handler
+
+
+def _forget_layer_modules() -> None:
+    """Drop the layer's modules from the import cache, so the next import runs them afresh.
+
+    A layer's module-level objects are per container on Lambda: its Powertools child loggers, for
+    one, are named after the service of the function that imported them.
+    """
+    packages = {init.parent.name for layer in LAYER_DIRS for init in layer.glob("*/__init__.py")}
+    for name in [name for name in sys.modules if name.split(".")[0] in packages]:
+        del sys.modules[name]
+
+
+def _apply_log_level(environment: dict[str, str]) -> None:
+    """Give the function's service logger its POWERTOOLS_LOG_LEVEL.
+
+    Powertools configures a service's logger once per process: a later Logger of the same service
+    keeps the first one's level (an earlier stack's), where a new container would read its own.
+    """
+    service, level = environment.get("POWERTOOLS_SERVICE_NAME"), environment.get("POWERTOOLS_LOG_LEVEL")
+    if service and level:
+        logging.getLogger(service).setLevel(level.upper())
 
 
 def _import(name: str, path: Path) -> ModuleType:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import boto3
 import pytest
@@ -117,13 +116,6 @@ def test_logs_of_an_alerting_run_hold_no_email_or_phone(
     caplog.set_level(logging.DEBUG)
     for noisy in ("botocore", "boto3", "urllib3", "werkzeug", "s3transfer"):
         logging.getLogger(noisy).setLevel(logging.INFO)  # wire dumps are not our logs
-    # The functions' Powertools loggers (named by service, children under them) keep the level they
-    # were created with: after a test that ran them at WARNING, their INFO records would not reach
-    # this scan. caplog restores the levels afterwards.
-    services = {path.name for path in (Path(__file__).resolve().parents[2] / "functions").iterdir()}
-    for name in list(logging.root.manager.loggerDict):
-        if name.split(".")[0] in services:
-            caplog.set_level(logging.DEBUG, logger=name)
     transactions = pipeline.next_transactions(120)
     ids = {tx.TRANSACTION_ID for tx in transactions}
     pipeline.write(transactions)
