@@ -25,6 +25,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
 from local.bootstrap import FunctionSpec
 from local.template import ACCOUNT, REPO
 
@@ -130,4 +133,10 @@ def invoke(
     stop: threading.Event | None = None,
 ) -> Any:
     """Call the handler with the event and a fresh context; exceptions propagate like a failed invoke."""
-    return load_handler(spec)(event, LambdaContext(spec, region, stop))
+    try:
+        return load_handler(spec)(event, LambdaContext(spec, region, stop))
+    finally:
+        if is_metrics_disabled():
+            # Powertools keeps disabled metrics in a set shared by the whole process, and prints that
+            # set once a metric holds 100 values (EMF's limit), disabled or not: drop them instead.
+            Metrics().clear_metrics()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from local.bootstrap import FunctionSpec
-from local.lambdas import load_handler
+from local.lambdas import invoke, load_handler
 from local.template import REPO
 
 pytestmark = pytest.mark.unit
@@ -46,3 +47,38 @@ def test_a_later_stack_gets_its_own_log_level_and_service_names() -> None:
     assert chatty.logger._logger.getEffectiveLevel() == logging.INFO
     # the layer's logs are the importing function's, as in its own Lambda container
     assert chatty.logger._logger.name == "act_on_alert.fraud_common.actions"
+
+
+COUNTING_HANDLER = """
+from aws_lambda_powertools import Metrics
+
+metrics = Metrics(namespace="Test")
+
+
+@metrics.log_metrics
+def lambda_handler(event, context):
+    metrics.add_metric(name="Calls", unit="Count", value=1)
+"""
+
+
+def test_disabled_metrics_are_never_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "app.py").write_text(COUNTING_HANDLER)
+    counting = FunctionSpec(
+        logical_id="CountingFunction",
+        name="test-counting",
+        code_dir=tmp_path,
+        handler="app.lambda_handler",
+        timeout_s=30,
+        memory_mb=128,
+        environment={"POWERTOOLS_SERVICE_NAME": "counting"},
+    )
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    for _ in range(150):  # past EMF's 100 values per metric, where Powertools prints regardless
+        invoke(counting, {})
+    assert "CloudWatchMetrics" not in capsys.readouterr().out
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    invoke(counting, {})
+    assert '"Calls":[1.0]' in capsys.readouterr().out  # enabled: one value, nothing left over
