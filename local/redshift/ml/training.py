@@ -163,6 +163,10 @@ def prepare(table: pa.Table, statement: CreateModel) -> TrainingData:
         )
     rows_total = table.num_rows
     table = table.filter(pc.is_valid(table.column(statement.target)))
+    # The rows in one canonical order before the seeded sampling and validation split below: a
+    # query's row order (a parallel plan's, a table's physical order) is not defined in SQL, and the
+    # same training set must give the same model.
+    table = table.take(pc.sort_indices(table, sort_keys=[(name, "ascending") for name in names]))
     if table.num_rows < MIN_TRAINING_ROWS:
         raise MLStatementError(
             f"the training data has {table.num_rows} rows with a non-NULL target; "
