@@ -32,6 +32,7 @@ from local.lambdas import invoke
 from local.template import ACCOUNT, REPO
 
 log = logging.getLogger(__name__)
+RECEIVE_WAIT_S = 1  # each SQS poller's long poll: a stop or a queue change takes effect within it
 EVENTS = REPO / "events"
 
 
@@ -147,7 +148,7 @@ class Scheduler:
                 response = sqs.receive_message(
                     QueueUrl=queue_url,
                     MaxNumberOfMessages=min(spec.batch_size, 10),
-                    WaitTimeSeconds=1,
+                    WaitTimeSeconds=RECEIVE_WAIT_S,
                     MessageAttributeNames=["All"],
                     MessageSystemAttributeNames=["All"],
                 )

@@ -10,6 +10,7 @@ import boto3
 import pytest
 from fraud_common.alerts import SNS_BATCH
 
+from local.scheduler import RECEIVE_WAIT_S
 from tests.reliability.conftest import (
     Injector,
     Pipeline,
@@ -116,6 +117,8 @@ def test_poison_message_goes_to_the_dlq_while_the_rest_flows(pipeline: Pipeline)
     ]
     # The template's 180 s visibility timeout, shortened so that the redrive count is reached in seconds.
     sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"VisibilityTimeout": "2"})
+    # A receive already waiting took the old timeout: a poison message it got would stay hidden for 180 s.
+    time.sleep(RECEIVE_WAIT_S + 0.5)
     try:
         ids = _stream(pipeline, 150)
         before = pipeline.snapshot(ids)
