@@ -32,6 +32,9 @@ from local.bootstrap import FunctionSpec
 from local.template import ACCOUNT, REPO
 
 LAYER_DIRS = [REPO / "layers" / "fraud_common"]
+LAYER_PACKAGES = {init.parent.name for layer in LAYER_DIRS for init in layer.glob("*/__init__.py")}
+# Every Metrics instance reads and writes one set per process (Powertools' class-level store).
+_POWERTOOLS_METRICS = Metrics()
 Handler = Callable[[dict[str, Any], Any], Any]
 
 
@@ -100,8 +103,7 @@ def _forget_layer_modules() -> None:
     A layer's module-level objects are per container on Lambda: its Powertools child loggers, for
     one, are named after the service of the function that imported them.
     """
-    packages = {init.parent.name for layer in LAYER_DIRS for init in layer.glob("*/__init__.py")}
-    for name in [name for name in sys.modules if name.split(".")[0] in packages]:
+    for name in [name for name in sys.modules if name.split(".")[0] in LAYER_PACKAGES]:
         del sys.modules[name]
 
 
@@ -139,4 +141,4 @@ def invoke(
         if is_metrics_disabled():
             # Powertools keeps disabled metrics in a set shared by the whole process, and prints that
             # set once a metric holds 100 values (EMF's limit), disabled or not: drop them instead.
-            Metrics().clear_metrics()
+            _POWERTOOLS_METRICS.clear_metrics()
